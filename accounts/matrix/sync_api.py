@@ -1,0 +1,85 @@
+"""Long-poll /sync and /messages for sync hosts, returning the raw JSON.
+
+We fetch the raw body ourselves rather than through nio's parsed SyncResponse: nio rejects a whole
+response when one event breaks its schema, while we must keep unknown or malformed events and go on.
+(Encryption, later, feeds the same raw body to nio's Olm machine.)
+"""
+
+import json
+import urllib.parse
+from typing import Any
+
+import aiohttp
+
+from accounts.matrix.errors import HomeserverUnreachable, MatrixError
+from accounts.matrix.http import error_from_response, quote
+
+# Lazy-load members and get room summaries (heroes and counts) for room names.
+SYNC_FILTER = json.dumps(
+    {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 50}}},
+    separators=(",", ":"),
+)
+
+
+def new_http_session() -> aiohttp.ClientSession:
+    """One connection pool per sync host, shared by all its accounts."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+    )
+
+
+async def _get_json(
+    http: aiohttp.ClientSession, url: str, token: str, timeout: float
+) -> dict[str, Any]:
+    try:
+        async with http.get(
+            url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, body)
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        raise HomeserverUnreachable() from error
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        raise MatrixError("The homeserver's /sync answer is not JSON.") from None
+    if not isinstance(decoded, dict):
+        raise MatrixError("The homeserver's /sync answer is not an object.")
+    return decoded
+
+
+async def sync_raw(
+    http: aiohttp.ClientSession,
+    *,
+    homeserver_url: str,
+    access_token: str,
+    since: str,
+    timeout_ms: int,
+) -> dict[str, Any]:
+    params = {"filter": SYNC_FILTER, "timeout": str(timeout_ms if since else 0)}
+    if since:
+        params["since"] = since
+    url = f"{homeserver_url}/_matrix/client/v3/sync?{urllib.parse.urlencode(params)}"
+    return await _get_json(http, url, access_token, timeout_ms / 1000 + 30)
+
+
+async def messages_raw(
+    http: aiohttp.ClientSession,
+    *,
+    homeserver_url: str,
+    access_token: str,
+    room_id: str,
+    from_token: str,
+    limit: int = 50,
+    direction: str = "b",
+) -> dict[str, Any]:
+    params = {"from": from_token, "dir": direction, "limit": str(limit)}
+    url = (
+        f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?"
+        f"{urllib.parse.urlencode(params)}"
+    )
+    return await _get_json(http, url, access_token, 60)

@@ -1,0 +1,56 @@
+"""People's Matrix devices. Django's user model stays the source of people."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+from accounts.fields import EncryptedTextField
+
+
+def new_pickle_key() -> str:
+    """A random per-account key for the crypto store, never nio's default."""
+    return secrets.token_urlsafe(32)
+
+
+class MatrixAccount(models.Model):
+    """The one Matrix device the server holds for a person."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="matrix_account"
+    )
+    homeserver_url = models.URLField()
+    mxid = models.CharField("Matrix ID", max_length=255, unique=True)
+    device_id = models.CharField(max_length=255)
+    access_token = EncryptedTextField()
+    pickle_key = EncryptedTextField(default=new_pickle_key)
+    provisioned = models.BooleanField(
+        default=False, help_text="Created by this workspace through the admin console."
+    )
+    is_active = models.BooleanField(default=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["mxid"]
+
+    def __str__(self) -> str:
+        return self.mxid
+
+    @property
+    def localpart(self) -> str:
+        return self.mxid[1:].split(":", 1)[0]
+
+
+class ServiceCredential(models.Model):
+    """A token the workspace itself holds, such as the Synapse admin used for provisioning."""
+
+    name = models.CharField(max_length=64, unique=True)
+    homeserver_url = models.URLField()
+    user_id = models.CharField(max_length=255)
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"

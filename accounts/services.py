@@ -1,0 +1,299 @@
+"""Every write about people and their Matrix accounts.
+
+The rule that keeps both sides whole: the homeserver call comes first and the local rows are written
+only after it succeeded, inside one transaction; if the local write still fails after a remote creation,
+the remote account is deactivated again, so there is never a Django user without its Matrix account or
+the other way round.
+"""
+
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.matrix import client_api, synapse_admin
+from accounts.matrix.client_api import Session
+from accounts.matrix.errors import (
+    AccountDeactivated,
+    InvalidUsername,
+    MatrixError,
+    NotConfigured,
+    UsernameTaken,
+)
+from accounts.models import MatrixAccount, ServiceCredential
+
+log = logging.getLogger(__name__)
+
+LOCALPART_RE = re.compile(r"^[a-z0-9._\-]{1,64}$")
+ADMIN_CREDENTIAL = "synapse-admin"
+
+
+@dataclass(frozen=True)
+class HomeserverConfig:
+    url: str
+    shared_secret: str
+    admin_token: str
+    timeout: float
+
+
+def homeserver_config() -> HomeserverConfig:
+    if not settings.MATRIX_HOMESERVER_URL:
+        raise NotConfigured("Set MATRIX_HOMESERVER_URL: no Matrix homeserver is configured.")
+    return HomeserverConfig(
+        url=settings.MATRIX_HOMESERVER_URL,
+        shared_secret=settings.MATRIX_REGISTRATION_SHARED_SECRET,
+        admin_token=settings.MATRIX_ADMIN_TOKEN,
+        timeout=settings.MATRIX_HTTP_TIMEOUT,
+    )
+
+
+# --- checks: validate what a person typed, with a clear message, before anything is written ---
+
+
+def check_new_localpart(username: str) -> str:
+    """A username the admin typed must be a valid Matrix localpart, free here and on the homeserver."""
+    localpart = username.strip()
+    if not LOCALPART_RE.match(localpart):
+        raise InvalidUsername()
+    if get_user_model().objects.filter(username__iexact=localpart).exists():
+        raise UsernameTaken("A person with that user name already exists in this workspace.")
+    config = homeserver_config()
+    # Raises UsernameTaken / InvalidUsername with the homeserver's verdict, HomeserverUnreachable if down.
+    client_api.username_available(config.url, localpart=localpart, timeout=config.timeout)
+    return localpart
+
+
+# --- the Synapse admin the workspace uses for provisioning ---
+
+
+def synapse_admin_token() -> str:
+    """The admin token: configured, stored from an earlier run, or created through the shared secret."""
+    config = homeserver_config()
+    if config.admin_token:
+        return config.admin_token
+    stored = ServiceCredential.objects.filter(
+        name=ADMIN_CREDENTIAL, homeserver_url=config.url
+    ).first()
+    if stored is not None:
+        return stored.secret
+    if not config.shared_secret:
+        raise NotConfigured(
+            "Managing Matrix accounts needs MATRIX_ADMIN_TOKEN or MATRIX_REGISTRATION_SHARED_SECRET."
+        )
+    session = synapse_admin.register_with_shared_secret(
+        config.url,
+        shared_secret=config.shared_secret,
+        localpart=f"{settings.MATRIX_ADMIN_LOCALPART}-{secrets.token_hex(4)}",
+        password=secrets.token_urlsafe(32),
+        admin=True,
+        displayname="Workspace administration",
+        timeout=config.timeout,
+    )
+    ServiceCredential.objects.create(
+        name=ADMIN_CREDENTIAL,
+        homeserver_url=config.url,
+        user_id=session.user_id,
+        secret=session.access_token,
+    )
+    return session.access_token
+
+
+# --- provisioning from the admin console ---
+
+
+def account_register_on_homeserver(
+    *, localpart: str, password: str, displayname: str = ""
+) -> Session:
+    """Create the Matrix account and its first device. Nothing local is written here."""
+    config = homeserver_config()
+    if not config.shared_secret:
+        raise NotConfigured(
+            "Creating Matrix accounts needs MATRIX_REGISTRATION_SHARED_SECRET "
+            "(Synapse's registration_shared_secret)."
+        )
+    return synapse_admin.register_with_shared_secret(
+        config.url,
+        shared_secret=config.shared_secret,
+        localpart=localpart,
+        password=password,
+        displayname=displayname or None,
+        timeout=config.timeout,
+    )
+
+
+def account_link(*, user: AbstractBaseUser, session: Session, provisioned: bool) -> MatrixAccount:
+    """Store the device for a user. Matrix-backed people have no Django password: the homeserver
+    checks it, so a password changed in Element is the password here too."""
+    if user.has_usable_password():
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    account, _ = MatrixAccount.objects.update_or_create(
+        user=user,
+        defaults={
+            "homeserver_url": session.homeserver_url,
+            "mxid": session.user_id,
+            "device_id": session.device_id,
+            "access_token": session.access_token,
+            "provisioned": provisioned,
+            "is_active": True,
+            "deactivated_at": None,
+        },
+    )
+    return account
+
+
+def account_provision(
+    *,
+    username: str,
+    password: str,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> AbstractBaseUser:
+    """Create a person: the Matrix account first, then the Django user and its link, atomically."""
+    localpart = check_new_localpart(username)
+    displayname = f"{first_name} {last_name}".strip() or localpart
+    session = account_register_on_homeserver(
+        localpart=localpart, password=password, displayname=displayname
+    )
+    try:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(
+                username=localpart,
+                email=email,
+                first_name=first_name,
+                last_name=last_name,
+                is_staff=is_staff,
+                is_superuser=is_superuser,
+            )
+            account_link(user=user, session=session, provisioned=True)
+    except Exception:
+        account_unregister_on_homeserver(session=session)
+        raise
+    return user
+
+
+def account_unregister_on_homeserver(*, session: Session) -> None:
+    """The local write failed after the homeserver created the account: take the account back."""
+    try:
+        config = homeserver_config()
+        synapse_admin.deactivate(
+            config.url,
+            admin_token=synapse_admin_token(),
+            user_id=session.user_id,
+            erase=True,
+            timeout=config.timeout,
+        )
+    except MatrixError:
+        log.exception("Could not deactivate orphaned Matrix account %s", session.user_id)
+
+
+# --- signing in with an existing Matrix account ---
+
+
+def account_sign_in(*, username: str, password: str) -> AbstractBaseUser:
+    """Check the password with the homeserver and return the linked Django user, creating it on the
+    first sign-in. A known device is reused, so its encryption keys and history stay with the person."""
+    config = homeserver_config()
+    login_name = username.strip()
+    known = _known_account(login_name)
+    if known is not None and not known.is_active:
+        raise AccountDeactivated()
+    session = client_api.password_login(
+        config.url,
+        user=login_name,
+        password=password,
+        device_id=known.device_id if known else None,
+        device_name=settings.MATRIX_DEVICE_NAME,
+        timeout=config.timeout,
+    )
+    with transaction.atomic():
+        account = MatrixAccount.objects.select_for_update().filter(mxid=session.user_id).first()
+        if account is not None:
+            if not account.user.is_active:
+                raise MatrixError("This person has been deactivated in the workspace.")
+            account.device_id = session.device_id
+            account.access_token = session.access_token
+            account.save(update_fields=["device_id", "access_token", "updated_at"])
+            return account.user
+        user = get_user_model().objects.create_user(username=_free_username(session.user_id))
+        account_link(user=user, session=session, provisioned=False)
+        return user
+
+
+def _known_account(login_name: str) -> MatrixAccount | None:
+    if login_name.startswith("@"):
+        return MatrixAccount.objects.select_related("user").filter(mxid=login_name).first()
+    return (
+        MatrixAccount.objects.select_related("user")
+        .filter(mxid__startswith=f"@{login_name}:", homeserver_url=settings.MATRIX_HOMESERVER_URL)
+        .first()
+    )
+
+
+def _free_username(user_id: str) -> str:
+    """A Django username for a Matrix user: the localpart, suffixed when a local person has it."""
+    base = re.sub(r"[^\w.+-]", "_", user_id[1:].split(":", 1)[0])[:140] or "matrix-user"
+    candidate, number = base, 1
+    users = get_user_model().objects
+    while users.filter(username__iexact=candidate).exists():
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
+# --- changes from the admin console ---
+
+
+def account_set_password(*, account: MatrixAccount, password: str) -> None:
+    """Change the password on the homeserver; the person signs in with it everywhere."""
+    config = homeserver_config()
+    synapse_admin.reset_password(
+        account.homeserver_url,
+        admin_token=synapse_admin_token(),
+        user_id=account.mxid,
+        new_password=password,
+        timeout=config.timeout,
+    )
+
+
+def account_deactivate(*, account: MatrixAccount, erase: bool) -> None:
+    """Deactivate on the homeserver (which logs out every device), then stop using the device here.
+
+    The homeserver goes first: if it refuses, nothing changes locally and the admin sees why."""
+    config = homeserver_config()
+    synapse_admin.deactivate(
+        account.homeserver_url,
+        admin_token=synapse_admin_token(),
+        user_id=account.mxid,
+        erase=erase,
+        timeout=config.timeout,
+    )
+    account_mark_deactivated(account=account)
+
+
+def account_mark_deactivated(*, account: MatrixAccount) -> None:
+    """Local half of a deactivation: the sync host drops the account at its next heartbeat."""
+    with transaction.atomic():
+        account.is_active = False
+        account.deactivated_at = timezone.now()
+        account.access_token = ""
+        account.save(update_fields=["is_active", "deactivated_at", "access_token", "updated_at"])
+        user = account.user
+        if user.is_active:
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+
+
+def account_sign_out_device(*, account: MatrixAccount) -> None:
+    """Log the device out on the homeserver (used when a person's link is removed)."""
+    if account.access_token:
+        client_api.logout(account.homeserver_url, access_token=account.access_token)

@@ -1,0 +1,163 @@
+"""What the homeserver gave each account: rooms, memberships, room state, events and timelines.
+
+An event is stored once (event_id unique) and shown to an account only through that account's own
+TimelineEntry rows, so a person sees exactly what their homeserver account saw.
+"""
+
+from django.db import models
+
+from accounts.matrix.media_api import parse_mxc
+from accounts.models import MatrixAccount
+
+
+class Room(models.Model):
+    room_id = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.room_id
+
+
+class Membership(models.Model):
+    """One account's view of one room, with the name and avatar resolved for that account."""
+
+    JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
+    CHOICES = [(v, v) for v in (JOIN, INVITE, LEAVE, BAN, KNOCK)]
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="memberships")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    membership = models.CharField(max_length=8, choices=CHOICES)
+    display_name = models.CharField(max_length=255, blank=True)
+    avatar_mxc = models.CharField(max_length=512, blank=True)
+    topic = models.TextField(blank=True)
+    is_direct = models.BooleanField(default=False)
+    is_encrypted = models.BooleanField(default=False)
+    is_space = models.BooleanField(default=False)
+    inviter = models.CharField(max_length=255, blank=True)
+    heroes = models.JSONField(default=list, blank=True)
+    joined_member_count = models.PositiveIntegerField(default=0)
+    invited_member_count = models.PositiveIntegerField(default=0)
+    notification_count = models.PositiveIntegerField(default=0)
+    highlight_count = models.PositiveIntegerField(default=0)
+    invite_state = models.JSONField(default=list, blank=True)
+    last_activity_ts = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "room"], name="membership_account_room")
+        ]
+        indexes = [models.Index(fields=["account", "membership", "-last_activity_ts"])]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.membership} {self.room_id}"
+
+    @property
+    def avatar_server_name(self) -> str:
+        return (parse_mxc(self.avatar_mxc) or ("", ""))[0]
+
+    @property
+    def avatar_media_id(self) -> str:
+        return (parse_mxc(self.avatar_mxc) or ("", ""))[1]
+
+
+class RoomState(models.Model):
+    """Current state of a joined room, one row per (type, state_key), shared by its members here."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="state")
+    event_type = models.CharField(max_length=255)
+    state_key = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+    sender = models.CharField(max_length=255)
+    content = models.JSONField(default=dict)
+    origin_server_ts = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "event_type", "state_key"], name="room_state_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type}/{self.state_key} in {self.room_id}"
+
+
+class Event(models.Model):
+    """A room event exactly as received (raw), plus the few columns pages query by."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    sender = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=255)
+    # NULL marks a non-state event; "" is a real (empty) state key.
+    state_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    origin_server_ts = models.BigIntegerField(default=0)
+    raw = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "origin_server_ts"])]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class TimelineEntry(models.Model):
+    """An event as one account saw it. The id is the stream position pages resume from."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="timeline")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="timeline")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="timeline_entries")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "event"], name="timeline_account_event")
+        ]
+        indexes = [models.Index(fields=["account", "room", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.event_id}"
+
+
+class SyncState(models.Model):
+    """The since-token, committed in the same transaction as the events it covers."""
+
+    account = models.OneToOneField(
+        MatrixAccount, on_delete=models.CASCADE, related_name="sync_state"
+    )
+    next_batch = models.CharField(max_length=512, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id} at {self.next_batch}"
+
+
+class SyncLease(models.Model):
+    """Who may use an account's device right now. The fencing token grows with every new owner, and
+    every write a host makes checks it still holds the token, so a host that lost its lease is inert."""
+
+    account = models.OneToOneField(
+        MatrixAccount, on_delete=models.CASCADE, related_name="sync_lease"
+    )
+    owner = models.CharField(max_length=128, blank=True)
+    fencing_token = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id} by {self.owner or 'nobody'} #{self.fencing_token}"
+
+
+class SyncHostRecord(models.Model):
+    """A sync host task's heartbeat, so `sync reconcile` knows whether live hosts have room."""
+
+    host_id = models.CharField(max_length=128, unique=True)
+    capacity = models.PositiveIntegerField()
+    account_count = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField()
+    stopped = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.host_id

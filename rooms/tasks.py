@@ -1,0 +1,61 @@
+"""Thin Celery doors into the sync supervisor."""
+
+import asyncio
+import math
+import threading
+import uuid
+from datetime import timedelta
+
+from celery import shared_task
+from celery.signals import worker_shutting_down
+from django.conf import settings
+from django.utils import timezone
+
+from rooms.models import SyncHostRecord
+from rooms.sync.host import SyncHost
+from rooms.sync.leases import accounts_without_owner
+
+_shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _stop_hosts(**_kwargs) -> None:
+    """A warm shutdown waits for running tasks: tell every sync host in this worker to finish."""
+    _shutting_down.set()
+
+
+@shared_task(name="rooms.tasks.sync_host_run", acks_late=False, ignore_result=True)
+def sync_host_run(host_id: str) -> None:
+    """Run a sync host until the worker shuts down. Acknowledged on receipt (acks_late=False), so a
+    broker redelivery never starts a second copy; the leases keep ownership exclusive anyway."""
+    asyncio.run(_run_host(host_id))
+
+
+async def _run_host(host_id: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def watch() -> None:
+        _shutting_down.wait()
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch, daemon=True).start()
+    await SyncHost(host_id=host_id).run(stop)
+
+
+@shared_task(name="rooms.tasks.sync_reconcile", ignore_result=True)
+def sync_reconcile() -> int:
+    """Start enough sync hosts for every active account without a live owner; returns hosts started."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS * 2)
+    live = SyncHostRecord.objects.filter(stopped=False, heartbeat_at__gte=stale)
+    spare = sum(max(0, h.capacity - h.account_count) for h in live)
+    orphans = len(accounts_without_owner(limit=10_000))
+    needed = math.ceil(max(0, orphans - spare) / settings.SYNC_HOST_CAPACITY)
+    for _ in range(needed):
+        host_id = f"host-{uuid.uuid4().hex[:12]}"
+        SyncHostRecord.objects.create(
+            host_id=host_id, capacity=settings.SYNC_HOST_CAPACITY, heartbeat_at=now
+        )
+        sync_host_run.delay(host_id)
+    return needed

@@ -1,0 +1,5 @@
+"""webclient: a self-hosted Matrix team workspace."""
+
+from webclient.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,17 @@
+"""Tests: the embedded layout in a throwaway data folder, real Redis and a real Synapse from fixtures."""
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("WEBCLIENT_DATA_DIR", tempfile.mkdtemp(prefix="webclient-test-"))
+
+from webclient.settings.embedded import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Each test session gets its own channel and Celery prefixes on the shared Redis.
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"webclient-test-{os.getpid()}"  # noqa: F405
+STORAGES["staticfiles"] = {  # noqa: F405
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+}
+TEST_ARTIFACTS = Path(os.environ.get("WEBCLIENT_TEST_ARTIFACTS", Path.cwd() / "test-artifacts"))
