@@ -42,8 +42,3 @@ def decrypt_secret(ciphertext: str) -> str:
         raise SecretUnreadable(
             "A stored secret cannot be decrypted with the configured WEBCLIENT_SECRET_KEYS."
         ) from None
-
-
-def rotate_secret(ciphertext: str) -> str:
-    """Re-encrypt under the first (newest) key."""
-    return _current().rotate(ciphertext.encode()).decode()

@@ -4,6 +4,8 @@ An event is stored once (event_id unique) and shown to an account only through t
 TimelineEntry rows, so a person sees exactly what their homeserver account saw.
 """
 
+import hashlib
+
 from django.db import models
 
 from accounts.matrix.media_api import parse_mxc
@@ -16,6 +18,11 @@ class Room(models.Model):
 
     def __str__(self) -> str:
         return self.room_id
+
+    @property
+    def dom_id(self) -> str:
+        """A stable HTML id for the room (room ids contain '!' and ':')."""
+        return "r" + hashlib.sha1(self.room_id.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 class Membership(models.Model):
@@ -94,6 +101,8 @@ class Event(models.Model):
     state_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     origin_server_ts = models.BigIntegerField(default=0)
     raw = models.JSONField()
+    # formatted_body sanitized once at ingest (the spec's allowlist); empty when there is none.
+    html = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -161,3 +170,31 @@ class SyncHostRecord(models.Model):
 
     def __str__(self) -> str:
         return self.host_id
+
+
+class OutboxMessage(models.Model):
+    """A message a person sent from a page, until the homeserver has it (and after, as a record).
+
+    The transaction id is chosen once, so every retry of the same row is the same Matrix request and
+    the homeserver turns duplicates into one event."""
+
+    PENDING, SENT, FAILED = "pending", "sent", "failed"
+    STATUSES = [(v, v) for v in (PENDING, SENT, FAILED)]
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="outbox")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="outbox")
+    txn_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=255, default="m.room.message")
+    content = models.JSONField()
+    status = models.CharField(max_length=8, choices=STATUSES, default=PENDING)
+    event_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.txn_id} {self.status}"

@@ -1,7 +1,7 @@
 """The one place that pushes live updates: called by services after commit, never by views.
 
 What is pushed is rendered here once; consumers only forward it. The websocket is a hint: a page that
-missed one refreshes on reconnect.
+missed a push asks for everything after its last stream position when it reconnects.
 """
 
 import asyncio
@@ -11,29 +11,80 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
+from accounts.models import MatrixAccount
+from rooms import selectors
+from rooms.models import Room, TimelineEntry
+
 log = logging.getLogger(__name__)
+_pending_sends: set[asyncio.Task] = set()
 
 
 def account_group(account_id: int) -> str:
     return f"account.{account_id}"
 
 
-def _send(account_id: int, message: dict) -> None:
+def outbox_group(account_id: int) -> str:
+    return f"outbox.{account_id}"
+
+
+def _group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        async_to_sync(layer.group_send)(account_group(account_id), message)
-        return
-    asyncio.get_running_loop().create_task(layer.group_send(account_group(account_id), message))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            task = loop.create_task(layer.group_send(group, message))
+            _pending_sends.add(task)
+            task.add_done_callback(_pending_sends.discard)
+    except Exception:  # a hint is optional by design: pages catch up on (re)connect
+        log.warning("live message to %s not sent", group, exc_info=True)
+
+
+def _push_html(account_id: int, html: str) -> None:
+    _group_send(account_group(account_id), {"type": "live.hint", "html": html})
 
 
 def room_list_changed(*, account_id: int) -> None:
     """Ask the account's open pages to reload their room list fragment."""
-    html = render_to_string("rooms/live.html#room-list-hint")
-    try:
-        _send(account_id, {"type": "live.hint", "html": html})
-    except Exception:  # optional by design: pages also refresh when they (re)connect
-        log.warning("live hint for account %s not sent", account_id, exc_info=True)
+    _push_html(account_id, render_to_string("rooms/live.html#room-list-hint"))
+
+
+def timeline_appended(*, account_id: int, entry_ids: list[int], settled_txn_ids: list[str]) -> None:
+    """Render new timeline rows once and push them to the account's pages."""
+    account = MatrixAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return
+    room_ids = set(TimelineEntry.objects.filter(id__in=entry_ids).values_list("room_id", flat=True))
+    parts = []
+    for room in Room.objects.filter(pk__in=room_ids):
+        items = selectors.timeline_items(
+            account=account, room=room, entry_ids=entry_ids, limit=len(entry_ids)
+        )
+        if items:
+            parts.append(
+                render_to_string("rooms/room.html#live-events", {"items": items, "room": room})
+            )
+    parts.extend(
+        render_to_string("rooms/live.html#outbox-settled", {"txn_id": txn})
+        for txn in settled_txn_ids
+    )
+    parts.append(render_to_string("rooms/live.html#room-list-hint"))
+    _push_html(account_id, "".join(parts))
+
+
+def outbox_status(*, account_id: int, txn_id: str) -> None:
+    """Push a queued message's new state (sent or failed with a retry button)."""
+    message = selectors.outbox_message(account_id=account_id, txn_id=txn_id)
+    if message is None:
+        return
+    html = render_to_string("rooms/room.html#outbox-item", {"message": message, "oob": True})
+    _push_html(account_id, html)
+
+
+def outbox_nudge(*, account_id: int) -> None:
+    """Wake the sync host that owns the account: a message is waiting to be sent."""
+    _group_send(outbox_group(account_id), {"type": "outbox.nudge", "account_id": account_id})

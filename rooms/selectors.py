@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from accounts.models import MatrixAccount
-from rooms.models import Membership, RoomState, TimelineEntry
+from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,24 @@ class TimelineItem:
     sender_name: str
     event_type: str
     body: str
+    html: str
     origin_server_ts: int
     stream_id: int
+    is_own: bool
+    room_dom_id: str
+    txn_id: str = ""
 
 
 @dataclass(frozen=True)
 class RoomView:
     membership: Membership
     items: list[TimelineItem]
+    outbox: list[OutboxMessage]
+    has_older: bool
+
+    @property
+    def last_stream_id(self) -> int:
+        return self.items[-1].stream_id if self.items else 0
 
 
 def _body_of(raw: dict) -> str:
@@ -84,7 +94,7 @@ def _body_of(raw: dict) -> str:
     if event_type == "m.room.encrypted":
         return "(encrypted message)"
     if event_type == "m.room.member":
-        return f"membership: {content.get('membership', '?')}"
+        return _membership_text(raw, content)
     if event_type == "m.room.name":
         return f"renamed the room to {content.get('name', '')}"
     if event_type == "m.room.topic":
@@ -94,9 +104,87 @@ def _body_of(raw: dict) -> str:
     return ""
 
 
-def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomView | None:
-    """A room the account joined or was invited to, with its latest events as this account saw them."""
-    membership = (
+MEMBERSHIP_TEXT = {
+    "join": "joined the room",
+    "leave": "left the room",
+    "ban": "was banned",
+    "knock": "asked to join",
+}
+
+
+def _membership_text(raw: dict, content: dict) -> str:
+    membership = content.get("membership")
+    target = raw.get("state_key", "")
+    if membership == "invite":
+        return f"invited {content.get('displayname') or target}"
+    if membership == "leave" and target != raw.get("sender"):
+        return f"removed {target}"
+    return MEMBERSHIP_TEXT.get(membership, "changed their membership")
+
+
+def _txn_of(raw: dict) -> str:
+    unsigned = raw.get("unsigned")
+    txn = unsigned.get("transaction_id") if isinstance(unsigned, dict) else None
+    return txn if isinstance(txn, str) else ""
+
+
+def _member_names(room: Room) -> dict[str, str]:
+    return {
+        user_id: name
+        for user_id, name in RoomState.objects.filter(
+            room=room, event_type="m.room.member"
+        ).values_list("state_key", "content__displayname")
+        if isinstance(name, str) and name
+    }
+
+
+def timeline_items(
+    *,
+    account: MatrixAccount,
+    room: Room,
+    after: int | None = None,
+    before: int | None = None,
+    entry_ids: list[int] | None = None,
+    limit: int = 50,
+) -> list[TimelineItem]:
+    """Events this account saw in the room, oldest first: the latest `limit`, or those after/before
+    a stream position (3 queries whatever the size)."""
+    entries = TimelineEntry.objects.filter(account=account, room=room).select_related("event")
+    if after is not None:
+        entries = entries.filter(id__gt=after).order_by("id")[:limit]
+    else:
+        if before is not None:
+            entries = entries.filter(id__lt=before)
+        if entry_ids is not None:
+            entries = entries.filter(id__in=entry_ids)
+        entries = list(entries.order_by("-id")[:limit])[::-1]
+    names = _member_names(room)
+    items = []
+    for entry in entries:
+        event = entry.event
+        body = _body_of(event.raw)
+        if not body:
+            continue
+        items.append(
+            TimelineItem(
+                event_id=event.event_id,
+                sender=event.sender,
+                sender_name=names.get(event.sender, event.sender),
+                event_type=event.event_type,
+                body=body,
+                html=event.html,
+                origin_server_ts=event.origin_server_ts,
+                stream_id=entry.id,
+                is_own=event.sender == account.mxid,
+                room_dom_id=room.dom_id,
+            )
+        )
+    return items
+
+
+def membership_for(*, account: MatrixAccount, room_id: str) -> Membership | None:
+    """The account's joined or invited membership of a room, else None (the page is a 404)."""
+    return (
         Membership.objects.filter(
             account=account,
             room__room_id=room_id,
@@ -105,35 +193,50 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
         .select_related("room")
         .first()
     )
+
+
+def outbox_unsettled(*, account: MatrixAccount, room: Room) -> list[OutboxMessage]:
+    """Messages still sending or failed, shown after the timeline until their echo arrives."""
+    return list(
+        OutboxMessage.objects.filter(account=account, room=room)
+        .exclude(status=OutboxMessage.SENT)
+        .order_by("id")
+    )
+
+
+def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomView | None:
+    membership = membership_for(account=account, room_id=room_id)
     if membership is None:
         return None
-    entries = list(
-        TimelineEntry.objects.filter(account=account, room=membership.room)
-        .select_related("event")
-        .order_by("-id")[:limit]
+    items = timeline_items(account=account, room=membership.room, limit=limit)
+    has_older = bool(items) and has_events_before(
+        account=account, room=membership.room, stream_id=items[0].stream_id
     )
-    names = dict(
-        RoomState.objects.filter(room=membership.room, event_type="m.room.member").values_list(
-            "state_key", "content__displayname"
-        )
+    return RoomView(
+        membership=membership,
+        items=items,
+        outbox=outbox_unsettled(account=account, room=membership.room),
+        has_older=has_older,
     )
-    items = []
-    for entry in reversed(entries):
-        raw = entry.event.raw
-        body = _body_of(raw)
-        if not body:
-            continue
-        sender = entry.event.sender
-        name = names.get(sender)
-        items.append(
-            TimelineItem(
-                event_id=entry.event.event_id,
-                sender=sender,
-                sender_name=name if isinstance(name, str) and name else sender,
-                event_type=entry.event.event_type,
-                body=body,
-                origin_server_ts=entry.event.origin_server_ts,
-                stream_id=entry.id,
-            )
-        )
-    return RoomView(membership=membership, items=items)
+
+
+def outbox_pending(*, account_id: int) -> list[tuple[str, str, str, dict]]:
+    """(txn_id, room_id, event type, content) of the account's queued messages, oldest first."""
+    return [
+        (row.txn_id, row.room.room_id, row.event_type, row.content)
+        for row in OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
+        .select_related("room")
+        .order_by("id")
+    ]
+
+
+def outbox_message(*, account_id: int, txn_id: str) -> OutboxMessage | None:
+    return (
+        OutboxMessage.objects.filter(account_id=account_id, txn_id=txn_id)
+        .select_related("room")
+        .first()
+    )
+
+
+def has_events_before(*, account: MatrixAccount, room: Room, stream_id: int) -> bool:
+    return TimelineEntry.objects.filter(account=account, room=room, id__lt=stream_id).exists()

@@ -2,14 +2,26 @@
 one transaction, checked against the host's lease; the live push happens only after commit."""
 
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
 
+from accounts.matrix import client_api
+from accounts.models import MatrixAccount
 from rooms import notify
-from rooms.models import Event, Membership, Room, RoomState, SyncState, TimelineEntry
+from rooms.models import (
+    Event,
+    Membership,
+    OutboxMessage,
+    Room,
+    RoomState,
+    SyncState,
+    TimelineEntry,
+)
 from rooms.naming import resolve_room
+from rooms.rendering import markdown_to_html, sanitize_html
 from rooms.sync.batch import InvitedRoomBatch, JoinedRoomBatch, LeftRoomBatch, SyncBatch
 from rooms.sync.leases import lease_check
 
@@ -58,8 +70,19 @@ def sync_ingest(*, lease: LeaseHandle, own_user_id: str, batch: SyncBatch) -> In
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, backfill=backfill)
 
 
+def _event_html(event: dict) -> str:
+    content = event.get("content", {})
+    if content.get("format") != "org.matrix.custom.html":
+        return ""
+    formatted = content.get("formatted_body")
+    return sanitize_html(formatted[:65536]) if isinstance(formatted, str) else ""
+
+
 def _store_events(account_id: int, room: Room, events: Iterable[dict]) -> int:
-    """Insert events once (event_id unique) and this account's timeline rows; replays change nothing."""
+    """Insert events once (event_id unique) and this account's timeline rows; replays change nothing.
+
+    Fresh rows are announced to the account's pages after commit; our own remote echoes settle the
+    outbox row they came from (matched by unsigned.transaction_id)."""
     events = list(events)
     if not events:
         return 0
@@ -73,6 +96,7 @@ def _store_events(account_id: int, room: Room, events: Iterable[dict]) -> int:
                 state_key=event.get("state_key"),
                 origin_server_ts=_ts(event),
                 raw=event,
+                html=_event_html(event),
             )
             for event in events
         ],
@@ -95,7 +119,39 @@ def _store_events(account_id: int, room: Room, events: Iterable[dict]) -> int:
     ]
     # Keep the homeserver's order: entries are created in the order the events arrived.
     TimelineEntry.objects.bulk_create(fresh, ignore_conflicts=True)
+    settled = _settle_outbox(account_id, events)
+    if fresh:
+        # ignore_conflicts leaves the new rows without ids: read them back.
+        fresh_ids = list(
+            TimelineEntry.objects.filter(
+                account_id=account_id, event_id__in=[e.event_id for e in fresh]
+            ).values_list("id", flat=True)
+        )
+        transaction.on_commit(
+            lambda: notify.timeline_appended(
+                account_id=account_id, entry_ids=fresh_ids, settled_txn_ids=settled
+            )
+        )
     return len(fresh)
+
+
+def _settle_outbox(account_id: int, events: list[dict]) -> list[str]:
+    """Mark our own messages sent when their remote echo arrives."""
+    echoes = {}
+    for event in events:
+        unsigned = event.get("unsigned")
+        txn_id = unsigned.get("transaction_id") if isinstance(unsigned, dict) else None
+        if isinstance(txn_id, str):
+            echoes[txn_id] = event["event_id"]
+    if not echoes:
+        return []
+    rows = OutboxMessage.objects.filter(account_id=account_id, txn_id__in=echoes)
+    settled = []
+    for row in rows:
+        row.status, row.event_id, row.error = OutboxMessage.SENT, echoes[row.txn_id], ""
+        row.save(update_fields=["status", "event_id", "error", "updated_at"])
+        settled.append(row.txn_id)
+    return settled
 
 
 def _ts(event: dict) -> int:
@@ -232,3 +288,102 @@ def sync_state_next_batch(*, account_id: int) -> str:
         SyncState.objects.filter(account_id=account_id).values_list("next_batch", flat=True).first()
         or ""
     )
+
+
+# --- sending (the outbox) ---
+
+MAX_BODY_CHARS = 32_000
+MAX_SEND_ATTEMPTS = 6
+
+
+class MessageRejected(ValueError):
+    """What the person typed cannot be sent; the message says why."""
+
+
+def check_message_body(body: str) -> str:
+    text = (body or "").strip()
+    if not text:
+        raise MessageRejected("Write something first.")
+    if len(text) > MAX_BODY_CHARS:
+        raise MessageRejected(f"Messages are limited to {MAX_BODY_CHARS:,} characters.")
+    return text
+
+
+def message_send(*, account_id: int, room: Room, body: str) -> OutboxMessage:
+    """Queue a text message: an outbox row with a fresh transaction id, then nudge the sync host."""
+    text = check_message_body(body)
+    content: dict = {"msgtype": "m.text", "body": text}
+    html = markdown_to_html(text)
+    if html:
+        content.update(format="org.matrix.custom.html", formatted_body=html)
+    with transaction.atomic():
+        message = OutboxMessage.objects.create(
+            account_id=account_id, room=room, txn_id=f"wc{uuid.uuid4().hex}", content=content
+        )
+        transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
+    return message
+
+
+def message_retry(*, account_id: int, txn_id: str) -> OutboxMessage:
+    """Put a failed message back in the queue under the same transaction id."""
+    with transaction.atomic():
+        message = OutboxMessage.objects.select_for_update().get(
+            account_id=account_id, txn_id=txn_id
+        )
+        if message.status == OutboxMessage.FAILED:
+            message.status, message.error, message.attempts = OutboxMessage.PENDING, "", 0
+            message.save(update_fields=["status", "error", "attempts", "updated_at"])
+            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
+    return message
+
+
+def outbox_record_attempt(
+    *, lease: LeaseHandle, txn_id: str, event_id: str = "", error: str = "", permanent: bool = False
+) -> OutboxMessage | None:
+    """The sync host's report on one send: accepted (event id), or an error to retry or give up on."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        message = (
+            OutboxMessage.objects.select_for_update()
+            .filter(account_id=lease.account_id, txn_id=txn_id)
+            .first()
+        )
+        if message is None or message.status != OutboxMessage.PENDING:
+            return message
+        message.attempts += 1
+        if event_id:
+            message.status, message.event_id, message.error = OutboxMessage.SENT, event_id, ""
+        else:
+            message.error = error[:2000]
+            if permanent or message.attempts >= MAX_SEND_ATTEMPTS:
+                message.status = OutboxMessage.FAILED
+        message.save()
+        if message.status != OutboxMessage.PENDING:
+            account_id, txn = lease.account_id, txn_id
+            transaction.on_commit(lambda: notify.outbox_status(account_id=account_id, txn_id=txn))
+        return message
+
+
+# --- membership changes made from pages (no crypto state involved: the web process may call) ---
+
+
+def room_join(*, account: MatrixAccount, room_id: str) -> None:
+    """Accept an invite or join; the room's state and timeline follow through sync."""
+    client_api.join_room(
+        account.homeserver_url, access_token=account.access_token, room_id_or_alias=room_id
+    )
+    Membership.objects.filter(account=account, room__room_id=room_id).update(
+        membership=Membership.JOIN, invite_state=[]
+    )
+    transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
+
+
+def room_leave(*, account: MatrixAccount, room_id: str) -> None:
+    """Leave a room or decline an invite."""
+    client_api.leave_room(
+        account.homeserver_url, access_token=account.access_token, room_id=room_id
+    )
+    Membership.objects.filter(account=account, room__room_id=room_id).update(
+        membership=Membership.LEAVE
+    )
+    transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))

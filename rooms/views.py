@@ -1,12 +1,15 @@
 """Pages: thin views that call a selector and render. Every htmx link keeps a real href."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.utils.html import escape
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.matrix.errors import MatrixError
-from rooms import media, selectors
+from rooms import media, selectors, services
+from rooms.models import OutboxMessage
 
 
 def _account_or_404(request: HttpRequest):
@@ -83,3 +86,98 @@ def avatar(request: HttpRequest, server_name: str, media_id: str) -> HttpRespons
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _joined_or_404(request: HttpRequest, room_id: str):
+    account = _account_or_404(request)
+    membership = selectors.membership_for(account=account, room_id=room_id)
+    if membership is None:
+        raise Http404("You are not in this room.")
+    return account, membership
+
+
+def _stream_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise ValueError(name)
+    return int(value)
+
+
+@login_required
+@require_GET
+def room_events(request: HttpRequest, room_id: str) -> HttpResponse:
+    """Timeline rows after a stream position (catch-up on reconnect) or before one (scroll back)."""
+    account, membership = _joined_or_404(request, room_id)
+    try:
+        after, before = _stream_param(request, "after"), _stream_param(request, "before")
+    except ValueError:
+        return HttpResponseBadRequest("after/before must be stream positions.")
+    room = membership.room
+    items = selectors.timeline_items(account=account, room=room, after=after, before=before)
+    has_older = (
+        before is not None
+        and bool(items)
+        and selectors.has_events_before(account=account, room=room, stream_id=items[0].stream_id)
+    )
+    return render(
+        request,
+        "rooms/room.html#history",
+        {
+            "items": items,
+            "room": room,
+            "has_older": has_older,
+            "first_stream_id": items[0].stream_id if items else 0,
+        },
+    )
+
+
+@login_required
+@require_POST
+def room_send(request: HttpRequest, room_id: str) -> HttpResponse:
+    account, membership = _joined_or_404(request, room_id)
+    if membership.membership != membership.JOIN:
+        return HttpResponseBadRequest("Join the room before writing in it.")
+    try:
+        message = services.message_send(
+            account_id=account.pk, room=membership.room, body=request.POST.get("body", "")
+        )
+    except services.MessageRejected as error:
+        if request.htmx:
+            return HttpResponse(f'<li class="event error" role="alert">{escape(str(error))}</li>')
+        return HttpResponseBadRequest(str(error))
+    if not request.htmx:
+        return redirect("rooms:room", room_id=room_id)
+    return render(request, "rooms/room.html#outbox-item", {"message": message})
+
+
+@login_required
+@require_POST
+def outbox_retry(request: HttpRequest, room_id: str, txn_id: str) -> HttpResponse:
+    account, _membership = _joined_or_404(request, room_id)
+    try:
+        message = services.message_retry(account_id=account.pk, txn_id=txn_id)
+    except OutboxMessage.DoesNotExist:
+        raise Http404("No such message.") from None
+    if not request.htmx:
+        return redirect("rooms:room", room_id=room_id)
+    return render(request, "rooms/room.html#outbox-item", {"message": message})
+
+
+@login_required
+@require_POST
+def room_membership(request: HttpRequest, room_id: str, action: str) -> HttpResponse:
+    """Accept (join) or decline/leave; errors from the homeserver come back as a message."""
+    account, _membership = _joined_or_404(request, room_id)
+    change = {"join": services.room_join, "leave": services.room_leave}.get(action)
+    if change is None:
+        raise Http404("Unknown action.")
+    try:
+        change(account=account, room_id=room_id)
+    except MatrixError as error:
+        messages.error(request, error.message)
+        return redirect("rooms:room", room_id=room_id)
+    if action == "leave":
+        return redirect("rooms:home")
+    return redirect("rooms:room", room_id=room_id)

@@ -93,3 +93,35 @@ def username_available(homeserver_url: str, *, localpart: str, timeout: float = 
 
 def server_versions(homeserver_url: str, *, timeout: float = 5.0) -> dict:
     return matrix_request(homeserver_url, "GET", "/_matrix/client/versions", timeout=timeout)
+
+
+def join_room(
+    homeserver_url: str, *, access_token: str, room_id_or_alias: str, timeout: float = 30.0
+) -> str:
+    """Join (or accept an invite to) a room; returns the room id."""
+    reply = matrix_request(
+        homeserver_url,
+        "POST",
+        f"/_matrix/client/v3/join/{quote(room_id_or_alias)}",
+        token=access_token,
+        body={},
+        timeout=timeout,
+    )
+    room_id = reply.get("room_id")
+    if not isinstance(room_id, str):
+        raise MatrixError("The homeserver did not say which room was joined.")
+    return room_id
+
+
+def leave_room(
+    homeserver_url: str, *, access_token: str, room_id: str, timeout: float = 30.0
+) -> None:
+    """Leave a room, or decline an invite to it."""
+    matrix_request(
+        homeserver_url,
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/leave",
+        token=access_token,
+        body={},
+        timeout=timeout,
+    )

@@ -69,7 +69,9 @@ def _url(base_url: str, path: str) -> str:
     if not base_url:
         raise HomeserverUnreachable("No Matrix homeserver URL is configured.")
     if not base_url.startswith(("http://", "https://")):
-        raise HomeserverUnreachable("The Matrix homeserver URL must start with http:// or https://.")
+        raise HomeserverUnreachable(
+            "The Matrix homeserver URL must start with http:// or https://."
+        )
     return base_url.rstrip("/") + path
 
 

@@ -83,3 +83,39 @@ async def messages_raw(
         f"{urllib.parse.urlencode(params)}"
     )
     return await _get_json(http, url, access_token, 60)
+
+
+async def send_event(
+    http: aiohttp.ClientSession,
+    *,
+    homeserver_url: str,
+    access_token: str,
+    room_id: str,
+    event_type: str,
+    txn_id: str,
+    content: dict[str, Any],
+) -> str:
+    """PUT one room event under our transaction id; the same id twice yields one event."""
+    url = (
+        f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/"
+        f"{quote(event_type)}/{quote(txn_id)}"
+    )
+    try:
+        async with http.put(
+            url,
+            json=content,
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise error_from_response(response.status, body)
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        raise HomeserverUnreachable() from error
+    try:
+        event_id = json.loads(body)["event_id"]
+    except (ValueError, KeyError, TypeError):
+        raise MatrixError("The homeserver did not return an event id.") from None
+    if not isinstance(event_id, str):
+        raise MatrixError("The homeserver returned a malformed event id.")
+    return event_id

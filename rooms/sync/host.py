@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import aiohttp
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.matrix import sync_api
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
-from rooms import selectors, services
+from rooms import notify, selectors, services
 from rooms.services import LeaseHandle
 from rooms.sync import leases
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
@@ -39,6 +40,8 @@ def backoff_delay(attempt: int, *, retry_after_ms: int = 0) -> float:
 class _Owned:
     lease: LeaseHandle
     task: asyncio.Task
+    outbox: "OutboxSender"
+    outbox_task: asyncio.Task
 
 
 class AccountSync:
@@ -84,6 +87,57 @@ class AccountSync:
                 await asyncio.sleep(delay)
 
 
+class OutboxSender:
+    """Sends the account's queued messages, each under its own transaction id, retrying safely."""
+
+    IDLE_SECONDS = 15.0
+
+    def __init__(self, lease: LeaseHandle, http: aiohttp.ClientSession) -> None:
+        self.lease = lease
+        self.http = http
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            delay = await self.send_pending(attempt)
+            attempt = attempt + 1 if delay else 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=delay or self.IDLE_SECONDS)
+            self.wake.clear()
+
+    async def send_pending(self, attempt: int) -> float:
+        """Send what is queued; return how long to back off (0 when everything went out)."""
+        account_id = self.lease.account_id
+        device = await sync_to_async(selectors.account_device)(account_id=account_id)
+        pending = await sync_to_async(selectors.outbox_pending)(account_id=account_id)
+        for txn_id, room_id, event_type, content in pending:
+            try:
+                event_id = await sync_api.send_event(
+                    self.http,
+                    homeserver_url=device.homeserver_url,
+                    access_token=device.access_token,
+                    room_id=room_id,
+                    event_type=event_type,
+                    txn_id=txn_id,
+                    content=content,
+                )
+            except (HomeserverUnreachable, RateLimited, TokenInvalid) as error:
+                await self._record(txn_id, error=error.message)
+                retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
+                return backoff_delay(attempt, retry_after_ms=retry_after)
+            except MatrixError as error:
+                await self._record(txn_id, error=error.message, permanent=True)
+            else:
+                await self._record(txn_id, event_id=event_id)
+        return 0.0
+
+    async def _record(self, txn_id: str, **outcome) -> None:
+        await sync_to_async(services.outbox_record_attempt)(
+            lease=self.lease, txn_id=txn_id, **outcome
+        )
+
+
 class SyncHost:
     """Owns up to `capacity` accounts; `run()` returns when `stop` is set, releasing every lease."""
 
@@ -98,6 +152,9 @@ class SyncHost:
         self.capacity = capacity or settings.SYNC_HOST_CAPACITY
         self.lease_seconds = lease_seconds or settings.SYNC_LEASE_SECONDS
         self.owned: dict[int, _Owned] = {}
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.receiver: asyncio.Task | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         async with sync_api.new_http_session() as http:
@@ -108,6 +165,9 @@ class SyncHost:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_seconds / 3)
             finally:
                 await self.release_all()
+                if self.receiver is not None:
+                    self.receiver.cancel()
+                    await asyncio.gather(self.receiver, return_exceptions=True)
                 await sync_to_async(leases.host_stopped)(host_id=self.host_id)
 
     async def heartbeat(self, http: aiohttp.ClientSession) -> None:
@@ -135,28 +195,59 @@ class SyncHost:
                 continue
             lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
             task = asyncio.create_task(AccountSync(lease, http).run(), name=f"sync-{account_id}")
-            self.owned[account_id] = _Owned(lease=lease, task=task)
+            sender = OutboxSender(lease, http)
+            outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
+            self.owned[account_id] = _Owned(lease, task, sender, outbox_task)
+            await self._listen_for_nudges(account_id)
             log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
         await sync_to_async(leases.host_heartbeat)(
             host_id=self.host_id, capacity=self.capacity, account_count=len(self.owned)
         )
 
+    async def _listen_for_nudges(self, account_id: int) -> None:
+        """Join the account's outbox group so a send wakes its sender at once."""
+        if self.layer is None:
+            return
+        if self.channel is None:
+            self.channel = await self.layer.new_channel()
+            self.receiver = asyncio.create_task(self._receive_nudges(), name="outbox-nudges")
+        await self.layer.group_add(notify.outbox_group(account_id), self.channel)
+
+    async def _receive_nudges(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the periodic sweep still sends; keep listening
+                log.warning("outbox nudge receive failed", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            owned = self.owned.get(message.get("account_id"))
+            if owned is not None:
+                owned.outbox.wake.set()
+
     async def _reap_finished(self) -> None:
         for account_id, owned in list(self.owned.items()):
-            if not owned.task.done():
+            finished = next((t for t in (owned.task, owned.outbox_task) if t.done()), None)
+            if finished is None:
                 continue
-            error = "" if owned.task.cancelled() else repr(owned.task.exception() or "")
+            error = "" if finished.cancelled() else repr(finished.exception() or "")
             if error:
-                log.error("sync loop for account %s ended: %s", account_id, error)
-            del self.owned[account_id]
+                log.error("loop for account %s ended: %s", account_id, error)
+            await self._drop(account_id)
             await sync_to_async(leases.lease_release)(
                 account_id=account_id, owner=self.host_id, token=owned.lease.token, error=error
             )
 
     async def _drop(self, account_id: int) -> None:
         owned = self.owned.pop(account_id)
-        owned.task.cancel()
-        await asyncio.gather(owned.task, return_exceptions=True)
+        for task in (owned.task, owned.outbox_task):
+            task.cancel()
+        await asyncio.gather(owned.task, owned.outbox_task, return_exceptions=True)
+        if self.layer is not None and self.channel is not None:
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(notify.outbox_group(account_id), self.channel)
         log.info("%s dropped account %s", self.host_id, account_id)
 
     async def release_all(self) -> None:

@@ -1,9 +1,99 @@
-// Live hints from the websocket: refetch the part of the page they name. The socket is only a hint:
-// on every (re)connect we refresh too, so nothing missed while offline stays missing.
-document.addEventListener("htmx:wsOpen", () => htmx.trigger("#room-list", "refresh"));
-document.addEventListener("htmx:oobAfterSwap", (event) => {
-  const target = event.detail.target;
-  if (target && target.id === "live-signal" && target.dataset.topic === "room-list") {
-    htmx.trigger("#room-list", "refresh");
+// webclient's only script. The websocket carries hints and pre-rendered fragments; the record is the
+// server. On every (re)connect the page asks for everything after the last stream position it shows.
+(function () {
+  "use strict";
+
+  function timeline() {
+    return document.querySelector("ol.timeline[data-events-url]");
   }
-});
+
+  function rememberLast(list) {
+    let last = Number(list.dataset.last || 0);
+    list.querySelectorAll("li[data-stream]").forEach((li) => {
+      last = Math.max(last, Number(li.dataset.stream));
+    });
+    list.dataset.last = String(last);
+  }
+
+  function scrollToEnd() {
+    const main = document.querySelector(".main");
+    if (main) main.scrollTop = main.scrollHeight;
+  }
+
+  // Follow new messages only when the reader is already at the bottom, not while reading history.
+  let followBottom = true;
+  function nearBottom() {
+    const main = document.querySelector(".main");
+    return !main || main.scrollHeight - main.scrollTop - main.clientHeight < 150;
+  }
+
+  function catchUp() {
+    const list = timeline();
+    htmx.trigger("#room-list", "refresh");
+    if (!list) return;
+    const url = list.dataset.eventsUrl + "?after=" + encodeURIComponent(list.dataset.last || "0");
+    htmx.ajax("GET", url, { target: list, swap: "beforeend" });
+  }
+
+  // Never show one event twice: a live push and a catch-up may carry the same rows.
+  function dropKnown(fragment) {
+    if (!fragment || !fragment.querySelectorAll) return;
+    fragment.querySelectorAll("li[id]").forEach((li) => {
+      if (document.getElementById(li.id)) li.remove();
+    });
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", (event) => {
+    followBottom = nearBottom();
+    dropKnown(event.detail.fragment);
+  });
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const list = timeline();
+    if (!list || event.detail.target !== list) return;
+    const holder = document.createElement("template");
+    holder.innerHTML = event.detail.serverResponse;
+    dropKnown(holder.content);
+    event.detail.serverResponse = holder.innerHTML;
+  });
+  // A message's echo can arrive before its "sending" row is shown: drop rows already settled.
+  function dropSettledOutbox() {
+    document.querySelectorAll(".outbox-list li[id^='txn-']").forEach((li) => {
+      const txn = li.id.slice(4);
+      if (document.querySelector('ol.timeline li[data-txn="' + CSS.escape(txn) + '"]')) li.remove();
+    });
+  }
+
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const list = timeline();
+    if (list) rememberLast(list);
+    dropSettledOutbox();
+    if (event.detail.target && event.detail.target.classList.contains("outbox-list")) scrollToEnd();
+  });
+  document.addEventListener("htmx:oobAfterSwap", (event) => {
+    const target = event.detail.target;
+    if (target && target.id === "live-signal" && target.dataset.topic === "room-list") {
+      htmx.trigger("#room-list", "refresh");
+    }
+    const list = timeline();
+    if (list && target === list) {
+      rememberLast(list);
+      dropSettledOutbox();
+      if (followBottom) scrollToEnd();
+    }
+  });
+  document.addEventListener("htmx:wsOpen", catchUp);
+  document.addEventListener("DOMContentLoaded", () => {
+    const list = timeline();
+    if (list) rememberLast(list);
+    scrollToEnd();
+    const composer = document.getElementById("composer-body");
+    if (composer) {
+      composer.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          composer.form.requestSubmit();
+        }
+      });
+    }
+  });
+})();

@@ -15,3 +15,8 @@ STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
 TEST_ARTIFACTS = Path(os.environ.get("WEBCLIENT_TEST_ARTIFACTS", Path.cwd() / "test-artifacts"))
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not memory: browser tests share the database with daphne and sync host processes.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}  # noqa: F405
+SYNC_TIMEOUT_MS = 2000
+SYNC_LEASE_SECONDS = 6.0
