@@ -48,6 +48,9 @@ class Membership(models.Model):
     highlight_count = models.PositiveIntegerField(default=0)
     invite_state = models.JSONField(default=list, blank=True)
     last_activity_ts = models.BigIntegerField(default=0)
+    # Where scrolling back continues on the homeserver once the local store is exhausted.
+    history_token = models.CharField(max_length=512, blank=True)
+    history_complete = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -113,17 +116,25 @@ class Event(models.Model):
 
 
 class TimelineEntry(models.Model):
-    """An event as one account saw it. The id is the stream position pages resume from."""
+    """An event as one account saw it.
+
+    The id is the stream position a page resumes from after a reconnect (arrival order). Pages show
+    entries in (origin_server_ts, id) order, so history fetched later (a gap after a limited sync,
+    scrolling back) still lands in its place."""
 
     account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="timeline")
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="timeline")
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="timeline_entries")
+    origin_server_ts = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["account", "event"], name="timeline_account_event")
         ]
-        indexes = [models.Index(fields=["account", "room", "-id"])]
+        indexes = [
+            models.Index(fields=["account", "room", "-id"]),
+            models.Index(fields=["account", "room", "-origin_server_ts", "-id"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.event_id}"

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from django.db.models import Q
+
 from accounts.models import MatrixAccount
 from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
 
@@ -151,13 +153,13 @@ def timeline_items(
     a stream position (3 queries whatever the size)."""
     entries = TimelineEntry.objects.filter(account=account, room=room).select_related("event")
     if after is not None:
-        entries = entries.filter(id__gt=after).order_by("id")[:limit]
+        entries = sorted(entries.filter(id__gt=after).order_by("id")[:limit], key=_display_order)
     else:
         if before is not None:
-            entries = entries.filter(id__lt=before)
+            entries = _before(entries, before)
         if entry_ids is not None:
             entries = entries.filter(id__in=entry_ids)
-        entries = list(entries.order_by("-id")[:limit])[::-1]
+        entries = list(entries.order_by("-origin_server_ts", "-id")[:limit])[::-1]
     names = _member_names(room)
     items = []
     for entry in entries:
@@ -177,9 +179,25 @@ def timeline_items(
                 stream_id=entry.id,
                 is_own=event.sender == account.mxid,
                 room_dom_id=room.dom_id,
+                txn_id=_txn_of(event.raw) if event.sender == account.mxid else "",
             )
         )
     return items
+
+
+def _display_order(entry: TimelineEntry) -> tuple[int, int]:
+    return (entry.origin_server_ts, entry.id)
+
+
+def _before(entries, stream_id: int):
+    """Entries shown above the one with this stream id (keyset on (origin_server_ts, id))."""
+    anchor = TimelineEntry.objects.filter(pk=stream_id).values_list("origin_server_ts", flat=True)
+    anchor_ts = anchor.first()
+    if anchor_ts is None:
+        return entries.none()
+    return entries.filter(
+        Q(origin_server_ts__lt=anchor_ts) | Q(origin_server_ts=anchor_ts, id__lt=stream_id)
+    )
 
 
 def membership_for(*, account: MatrixAccount, room_id: str) -> Membership | None:
@@ -209,8 +227,8 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
     if membership is None:
         return None
     items = timeline_items(account=account, room=membership.room, limit=limit)
-    has_older = bool(items) and has_events_before(
-        account=account, room=membership.room, stream_id=items[0].stream_id
+    has_older = bool(items) and has_older_events(
+        account=account, membership=membership, stream_id=items[0].stream_id
     )
     return RoomView(
         membership=membership,
@@ -239,4 +257,11 @@ def outbox_message(*, account_id: int, txn_id: str) -> OutboxMessage | None:
 
 
 def has_events_before(*, account: MatrixAccount, room: Room, stream_id: int) -> bool:
-    return TimelineEntry.objects.filter(account=account, room=room, id__lt=stream_id).exists()
+    return _before(TimelineEntry.objects.filter(account=account, room=room), stream_id).exists()
+
+
+def has_older_events(*, account: MatrixAccount, membership: Membership, stream_id: int) -> bool:
+    """More history above: in the local store, or still on the homeserver."""
+    if membership.history_token and not membership.history_complete:
+        return True
+    return has_events_before(account=account, room=membership.room, stream_id=stream_id)

@@ -22,7 +22,13 @@ from rooms.models import (
 )
 from rooms.naming import resolve_room
 from rooms.rendering import markdown_to_html, sanitize_html
-from rooms.sync.batch import InvitedRoomBatch, JoinedRoomBatch, LeftRoomBatch, SyncBatch
+from rooms.sync.batch import (
+    InvitedRoomBatch,
+    JoinedRoomBatch,
+    LeftRoomBatch,
+    SyncBatch,
+    is_room_event,
+)
 from rooms.sync.leases import lease_check
 
 log = logging.getLogger(__name__)
@@ -78,7 +84,9 @@ def _event_html(event: dict) -> str:
     return sanitize_html(formatted[:65536]) if isinstance(formatted, str) else ""
 
 
-def _store_events(account_id: int, room: Room, events: Iterable[dict]) -> int:
+def _store_events(
+    account_id: int, room: Room, events: Iterable[dict], *, announce: bool = True
+) -> int:
     """Insert events once (event_id unique) and this account's timeline rows; replays change nothing.
 
     Fresh rows are announced to the account's pages after commit; our own remote echoes settle the
@@ -113,14 +121,19 @@ def _store_events(account_id: int, room: Room, events: Iterable[dict]) -> int:
         ).values_list("event_id", flat=True)
     )
     fresh = [
-        TimelineEntry(account_id=account_id, room=room, event_id=stored[e["event_id"]])
+        TimelineEntry(
+            account_id=account_id,
+            room=room,
+            event_id=stored[e["event_id"]],
+            origin_server_ts=_ts(e),
+        )
         for e in events
         if stored.get(e["event_id"]) not in already
     ]
     # Keep the homeserver's order: entries are created in the order the events arrived.
     TimelineEntry.objects.bulk_create(fresh, ignore_conflicts=True)
     settled = _settle_outbox(account_id, events)
-    if fresh:
+    if fresh and announce:
         # ignore_conflicts leaves the new rows without ids: read them back.
         fresh_ids = list(
             TimelineEntry.objects.filter(
@@ -203,6 +216,8 @@ def _ingest_joined(
         membership.notification_count = joined.notification_count
     if joined.highlight_count is not None:
         membership.highlight_count = joined.highlight_count
+    if membership.pk is None and joined.prev_batch:
+        membership.history_token = joined.prev_batch
     membership.membership = Membership.JOIN
     membership.invite_state = []
     _describe(
@@ -385,5 +400,96 @@ def room_leave(*, account: MatrixAccount, room_id: str) -> None:
     )
     Membership.objects.filter(account=account, room__room_id=room_id).update(
         membership=Membership.LEAVE
+    )
+    transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
+
+
+# --- history: gaps after a limited sync, and scrolling back past the local store ---
+
+BACKFILL_PAGE = 50
+
+
+def history_ingest(
+    *,
+    account_id: int,
+    room_id: str,
+    chunk: list[dict],
+    lease: LeaseHandle | None = None,
+) -> tuple[int, bool]:
+    """Store a /messages page (newest first) as older history; returns (new rows, reached known).
+
+    Not announced live: these rows belong above what pages already show."""
+    with transaction.atomic():
+        if lease is not None:
+            lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        room = Room.objects.get(room_id=room_id)
+        known = set(
+            TimelineEntry.objects.filter(
+                account_id=account_id, event__event_id__in=[e["event_id"] for e in chunk]
+            ).values_list("event__event_id", flat=True)
+        )
+        state_events = [e for e in chunk if "state_key" in e]
+        for event in state_events:
+            RoomState.objects.get_or_create(
+                room=room,
+                event_type=event["type"],
+                state_key=event["state_key"],
+                defaults={
+                    "event_id": event["event_id"],
+                    "sender": event["sender"],
+                    "content": event.get("content", {}),
+                    "origin_server_ts": _ts(event),
+                },
+            )
+        new_rows = _store_events(account_id, room, reversed(chunk), announce=False)
+    return new_rows, bool(known)
+
+
+def history_chunk(raw: dict) -> tuple[list[dict], str | None]:
+    """Valid events of a /messages page and its continuation token."""
+    chunk = raw.get("chunk")
+    events = [e for e in chunk if is_room_event(e)] if isinstance(chunk, list) else []
+    for event in events:
+        if not isinstance(event.get("content"), dict):
+            event["content"] = {}
+    end = raw.get("end")
+    return events, end if isinstance(end, str) and end else None
+
+
+def room_history_fetch(*, account: MatrixAccount, room_id: str) -> int:
+    """Scroll back past the local store: fetch one older page from the homeserver."""
+    membership = Membership.objects.filter(account=account, room__room_id=room_id).first()
+    if membership is None or membership.history_complete or not membership.history_token:
+        return 0
+    raw = client_api.room_messages(
+        account.homeserver_url,
+        access_token=account.access_token,
+        room_id=room_id,
+        from_token=membership.history_token,
+        limit=BACKFILL_PAGE,
+    )
+    events, end = history_chunk(raw)
+    with transaction.atomic():
+        new_rows, _ = history_ingest(account_id=account.pk, room_id=room_id, chunk=events)
+        Membership.objects.filter(pk=membership.pk).update(
+            history_token=end or "", history_complete=end is None or not events
+        )
+    return new_rows
+
+
+def room_mark_read(*, account: MatrixAccount, room_id: str, event_id: str) -> None:
+    """The person has seen the room up to `event_id`: send receipt and marker, clear the badge."""
+    if not TimelineEntry.objects.filter(
+        account=account, room__room_id=room_id, event__event_id=event_id
+    ).exists():
+        raise MessageRejected("That event is not in this room's timeline.")
+    client_api.set_read_markers(
+        account.homeserver_url,
+        access_token=account.access_token,
+        room_id=room_id,
+        event_id=event_id,
+    )
+    Membership.objects.filter(account=account, room__room_id=room_id).update(
+        notification_count=0, highlight_count=0
     )
     transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))

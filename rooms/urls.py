@@ -10,6 +10,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/events/", views.room_events, name="events"),
     path("rooms/<str:room_id>/send/", views.room_send, name="send"),
     path("rooms/<str:room_id>/outbox/<str:txn_id>/retry/", views.outbox_retry, name="retry"),
+    path("rooms/<str:room_id>/read/", views.room_read, name="read"),
     path("rooms/<str:room_id>/join/", views.room_membership, {"action": "join"}, name="join"),
     path("rooms/<str:room_id>/leave/", views.room_membership, {"action": "leave"}, name="leave"),
     path("media/avatar/<str:server_name>/<str:media_id>", views.avatar, name="avatar"),

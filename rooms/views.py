@@ -116,10 +116,20 @@ def room_events(request: HttpRequest, room_id: str) -> HttpResponse:
         return HttpResponseBadRequest("after/before must be stream positions.")
     room = membership.room
     items = selectors.timeline_items(account=account, room=room, after=after, before=before)
+    if before is not None and not items:
+        try:
+            services.room_history_fetch(account=account, room_id=room_id)
+        except MatrixError as error:
+            return HttpResponse(
+                f'<li class="older error" role="alert">{escape(error.message)}</li>'
+            )
+        items = selectors.timeline_items(account=account, room=room, before=before)
     has_older = (
         before is not None
         and bool(items)
-        and selectors.has_events_before(account=account, room=room, stream_id=items[0].stream_id)
+        and selectors.has_older_events(
+            account=account, membership=membership, stream_id=items[0].stream_id
+        )
     )
     return render(
         request,
@@ -181,3 +191,19 @@ def room_membership(request: HttpRequest, room_id: str, action: str) -> HttpResp
     if action == "leave":
         return redirect("rooms:home")
     return redirect("rooms:room", room_id=room_id)
+
+
+@login_required
+@require_POST
+def room_read(request: HttpRequest, room_id: str) -> HttpResponse:
+    """The page reports the newest event the person has seen."""
+    account, _membership = _joined_or_404(request, room_id)
+    try:
+        services.room_mark_read(
+            account=account, room_id=room_id, event_id=request.POST.get("event_id", "")
+        )
+    except services.MessageRejected as error:
+        return HttpResponseBadRequest(str(error))
+    except MatrixError as error:
+        return HttpResponse(error.message, status=502)
+    return HttpResponse(status=204)

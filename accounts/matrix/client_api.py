@@ -1,5 +1,6 @@
 """Stateless client-server API calls (any homeserver that speaks the spec, not only Synapse)."""
 
+import urllib.parse
 from dataclasses import dataclass
 
 from accounts.matrix.errors import InvalidCredentials, MatrixError
@@ -123,5 +124,39 @@ def leave_room(
         f"/_matrix/client/v3/rooms/{quote(room_id)}/leave",
         token=access_token,
         body={},
+        timeout=timeout,
+    )
+
+
+def room_messages(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    room_id: str,
+    from_token: str,
+    limit: int = 50,
+    timeout: float = 30.0,
+) -> dict:
+    """One page of a room's history going backwards (`chunk` newest first, `end` continues)."""
+    query = urllib.parse.urlencode({"from": from_token, "dir": "b", "limit": str(limit)})
+    return matrix_request(
+        homeserver_url,
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/messages?{query}",
+        token=access_token,
+        timeout=timeout,
+    )
+
+
+def set_read_markers(
+    homeserver_url: str, *, access_token: str, room_id: str, event_id: str, timeout: float = 15.0
+) -> None:
+    """Move the fully-read marker and the public read receipt to an event."""
+    matrix_request(
+        homeserver_url,
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/read_markers",
+        token=access_token,
+        body={"m.fully_read": event_id, "m.read": event_id},
         timeout=timeout,
     )

@@ -67,10 +67,14 @@ class AccountSync:
                     timeout_ms=settings.SYNC_TIMEOUT_MS,
                 )
                 batch = batch_from_sync_json(raw)
-                await sync_to_async(services.sync_ingest)(
+                initial = not since
+                result = await sync_to_async(services.sync_ingest)(
                     lease=self.lease, own_user_id=device.user_id, batch=batch
                 )
                 since, attempt = batch.next_batch, 0
+                # An initial sync is limited by design: older history comes by scrolling back.
+                for room_id, prev_batch in [] if initial else result.backfill:
+                    await self.fill_gap(device, room_id, prev_batch)
             except TokenInvalid:
                 # A new sign-in replaced the device's token: pick up the stored one.
                 fresh = await sync_to_async(selectors.account_device)(
@@ -85,6 +89,26 @@ class AccountSync:
                 log.warning("sync %s: %s; retrying in %.1fs", device.user_id, error, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+
+    GAP_PAGES = 5
+
+    async def fill_gap(self, device: selectors.Device, room_id: str, token: str) -> None:
+        """A limited timeline skipped events: fetch back until we meet events we already have."""
+        for _ in range(self.GAP_PAGES):
+            raw = await sync_api.messages_raw(
+                self.http,
+                homeserver_url=device.homeserver_url,
+                access_token=device.access_token,
+                room_id=room_id,
+                from_token=token,
+            )
+            events, end = services.history_chunk(raw)
+            _, reached_known = await sync_to_async(services.history_ingest)(
+                account_id=self.lease.account_id, room_id=room_id, chunk=events, lease=self.lease
+            )
+            if reached_known or not end or not events:
+                return
+            token = end
 
 
 class OutboxSender:

@@ -32,7 +32,7 @@
     htmx.trigger("#room-list", "refresh");
     if (!list) return;
     const url = list.dataset.eventsUrl + "?after=" + encodeURIComponent(list.dataset.last || "0");
-    htmx.ajax("GET", url, { target: list, swap: "beforeend" });
+    htmx.ajax("GET", url, { target: list, swap: "beforeend", source: document.body });
   }
 
   // Never show one event twice: a live push and a catch-up may carry the same rows.
@@ -81,6 +81,27 @@
       if (followBottom) scrollToEnd();
     }
   });
+  // Read receipts: when the page is visible, report the newest event shown (at most once a second).
+  let lastReported = "";
+  let readTimer = null;
+  function reportRead() {
+    const list = timeline();
+    if (!list || document.visibilityState !== "visible" || !list.dataset.readUrl) return;
+    const newest = Array.from(list.querySelectorAll("li[data-event-id]")).pop();
+    if (!newest || newest.dataset.eventId === lastReported) return;
+    clearTimeout(readTimer);
+    readTimer = setTimeout(() => {
+      lastReported = newest.dataset.eventId;
+      htmx.ajax("POST", list.dataset.readUrl, {
+        values: { event_id: lastReported }, swap: "none", source: document.body,
+      });
+    }, 1000);
+  }
+  document.addEventListener("visibilitychange", reportRead);
+  document.addEventListener("htmx:afterSettle", reportRead);
+  document.addEventListener("htmx:oobAfterSwap", reportRead);
+  document.addEventListener("DOMContentLoaded", reportRead);
+
   document.addEventListener("htmx:wsOpen", catchUp);
   document.addEventListener("DOMContentLoaded", () => {
     const list = timeline();
