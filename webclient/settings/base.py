@@ -127,7 +127,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"rooms.tasks.sync_host_run": {"queue": "sync"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
-    "sync-reconcile": {"task": "rooms.tasks.sync_reconcile", "schedule": 15.0},
+    "sync-reconcile": {
+        "task": "rooms.tasks.sync_reconcile",
+        "schedule": float(os.environ.get("SYNC_RECONCILE_SECONDS", "15")),
+    },
 }
 
 # The Matrix homeserver every account lives on.

@@ -137,6 +137,8 @@ def change_form(user, **overrides) -> dict:
         "matrix_account-INITIAL_FORMS": "1",
         "matrix_account-MIN_NUM_FORMS": "0",
         "matrix_account-MAX_NUM_FORMS": "0",
+        "matrix_account-0-id": str(user.matrix_account.pk),
+        "matrix_account-0-user": str(user.pk),
         "_save": "Save",
     }
     data.update(overrides)
@@ -151,7 +153,7 @@ def test_unticking_active_deactivates_matrix_account(admin_client_hs, synapse, e
     token = user.matrix_account.access_token
     form = change_form(user, is_active=None, erase_matrix_data="on" if erase else None)
     response = admin_client_hs.post(f"/admin/auth/user/{user.pk}/change/", form)
-    assert response.status_code == 302, response.content.decode()[:3000]
+    assert response.status_code == 302
     account = MatrixAccount.objects.get(user=user)
     assert not account.is_active and account.deactivated_at is not None
     assert not User.objects.get(pk=user.pk).is_active

@@ -1,0 +1,76 @@
+"""A plain matrix-nio client for browser tests, driven synchronously from a thread of its own
+(Playwright's sync API owns the test thread's event loop)."""
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
+
+
+class SyncPeer:
+    def __init__(self, homeserver_url: str, creds) -> None:
+        self.user_id = creds.user_id
+        self.localpart = creds.localpart
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = self.call(self._make_client(homeserver_url, creds))
+        self.since = self.call(self.client.sync(timeout=0)).next_batch
+
+    async def _make_client(self, homeserver_url: str, creds) -> AsyncClient:
+        client = AsyncClient(
+            homeserver_url,
+            creds.user_id,
+            config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False),
+        )
+        client.restore_login(creds.user_id, creds.device_id, creds.access_token)
+        return client
+
+    def call(self, coro, timeout: float = 60.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def create_room(self, *, name: str, invite: list[str]) -> str:
+        response = self.call(self.client.room_create(name=name, invite=invite))
+        assert isinstance(response, RoomCreateResponse), response
+        return response.room_id
+
+    def send(self, room_id: str, body: str) -> str:
+        response = self.call(
+            self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+        )
+        assert isinstance(response, RoomSendResponse), response
+        return response.event_id
+
+    def _sync_events(self) -> list[tuple[str, object]]:
+        response = self.call(self.client.sync(timeout=1000, since=self.since))
+        self.since = response.next_batch
+        return [
+            (room_id, event)
+            for room_id, room in response.rooms.join.items()
+            for event in room.timeline.events
+        ]
+
+    def wait_for_message(self, room_id: str, match: Callable[[str], bool], timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event_room, event in self._sync_events():
+                body = getattr(event, "body", None)
+                if event_room == room_id and body is not None and match(body):
+                    return event
+        raise AssertionError(f"no matching message in {room_id} within {timeout:.0f}s")
+
+    def wait_for_member(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.call(self.client.joined_members(room_id))
+            if any(m.user_id == user_id for m in getattr(response, "members", [])):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{user_id} did not join {room_id} within {timeout:.0f}s")
+
+    def close(self) -> None:
+        self.call(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)

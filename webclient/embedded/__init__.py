@@ -1,0 +1,1 @@
+"""Local services for the one-command run and the tests: a Synapse and a Redis without root."""

@@ -1,0 +1,186 @@
+"""An embedded Synapse on loopback: SQLite in a data folder, registration by shared secret only."""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HIGH = {"per_second": 10000, "burst_count": 100000}
+# Synapse's defaults throttle a busy office (and a test suite); the homeserver is ours and local.
+RATE_LIMITS = {
+    "rc_message": HIGH,
+    "rc_registration": HIGH,
+    "rc_registration_token_validity": HIGH,
+    "rc_login": {"address": HIGH, "account": HIGH, "failed_attempts": HIGH},
+    "rc_joins": {"local": HIGH, "remote": HIGH},
+    "rc_joins_per_room": HIGH,
+    "rc_invites": {"per_room": HIGH, "per_user": HIGH, "per_issuer": HIGH},
+    "rc_room_creation": HIGH,
+    "rc_key_requests": HIGH,
+    "rc_media_create": HIGH,
+    "rc_presence": {"per_user": HIGH},
+    "rc_3pid_validation": HIGH,
+    "rc_admin_redaction": HIGH,
+    "rc_user_directory": HIGH,
+    "rc_profile": HIGH,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _secret(path: Path) -> str:
+    """A secret created once with owner-only permissions and reused on every start."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def write_synapse_config(
+    data_dir: Path, *, port: int, server_name: str = "localhost", for_tests: bool = False
+) -> Path:
+    """Write homeserver.yaml (JSON is valid YAML) and return its path."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "media").mkdir(exist_ok=True)
+    log_config = data_dir / "log.config"
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "formatters": {
+                    "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+                },
+                "handlers": {
+                    "file": {
+                        "class": "logging.FileHandler",
+                        "formatter": "plain",
+                        "filename": str(data_dir / "homeserver.log"),
+                    }
+                },
+                "root": {"level": "WARNING", "handlers": ["file"]},
+                "disable_existing_loggers": False,
+            }
+        )
+    )
+    config = {
+        "server_name": server_name,
+        "pid_file": str(data_dir / "homeserver.pid"),
+        "public_baseurl": f"http://127.0.0.1:{port}/",
+        "listeners": [
+            {
+                "port": port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": False,
+                "x_forwarded": False,
+                "resources": [{"names": ["client"], "compress": False}],
+            }
+        ],
+        "database": {"name": "sqlite3", "args": {"database": str(data_dir / "homeserver.db")}},
+        "media_store_path": str(data_dir / "media"),
+        "signing_key_path": str(data_dir / "signing.key"),
+        "log_config": str(log_config),
+        "registration_shared_secret": _secret(data_dir / "registration_shared_secret"),
+        "macaroon_secret_key": _secret(data_dir / "macaroon_secret_key"),
+        "form_secret": _secret(data_dir / "form_secret"),
+        "enable_registration": False,
+        "report_stats": False,
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        "federation_domain_whitelist": [],
+        "url_preview_enabled": False,
+        "enable_authenticated_media": True,
+        "user_directory": {"enabled": True, "search_all_users": True},
+        "presence": {"enabled": False},
+        **RATE_LIMITS,
+    }
+    if for_tests:
+        config["bcrypt_rounds"] = 4
+    path = data_dir / "homeserver.yaml"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+@dataclass
+class SynapseProcess:
+    url: str
+    server_name: str
+    shared_secret: str
+    data_dir: Path
+    process: subprocess.Popen = field(repr=False)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL; safe to call twice."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _log_tail(data_dir: Path) -> str:
+    parts = []
+    for name in ("homeserver.out", "homeserver.log"):
+        path = data_dir / name
+        if path.exists():
+            parts.append(path.read_text(errors="replace")[-3000:])
+    return "\n".join(parts)
+
+
+def start_synapse(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    server_name: str = "localhost",
+    for_tests: bool = False,
+    python: str = sys.executable,
+    timeout: float = 90.0,
+) -> SynapseProcess:
+    """Start Synapse and wait until its client API answers."""
+    port = port or free_port()
+    config = write_synapse_config(data_dir, port=port, server_name=server_name, for_tests=for_tests)
+    if not (data_dir / "signing.key").exists():
+        subprocess.run(
+            [python, "-m", "synapse.app.homeserver", "-c", str(config), "--generate-keys"],
+            check=True,
+            capture_output=True,
+        )
+    out = open(data_dir / "homeserver.out", "wb")  # noqa: SIM115 - lives with the process
+    process = subprocess.Popen(
+        [python, "-m", "synapse.app.homeserver", "-c", str(config)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    synapse = SynapseProcess(
+        url, server_name, _secret(data_dir / "registration_shared_secret"), data_dir, process
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Synapse exited with {process.returncode}:\n{_log_tail(data_dir)}")
+        try:
+            with urllib.request.urlopen(f"{url}/_matrix/client/versions", timeout=2):  # noqa: S310
+                return synapse
+        except OSError:
+            time.sleep(0.2)
+    synapse.stop()
+    raise RuntimeError(f"Synapse did not answer within {timeout:.0f}s:\n{_log_tail(data_dir)}")
