@@ -32,7 +32,8 @@
     htmx.trigger("#room-list", "refresh");
     if (!list) return;
     const url = list.dataset.eventsUrl + "?after=" + encodeURIComponent(list.dataset.last || "0");
-    htmx.ajax("GET", url, { target: list, swap: "beforeend", source: document.body });
+    // Offline: the next reconnect tries again.
+    htmx.ajax("GET", url, { target: list, swap: "beforeend", source: document.body }).catch(() => {});
   }
 
   // Never show one event twice: a live push and a catch-up may carry the same rows.
@@ -70,10 +71,12 @@
     if (event.detail.target && event.detail.target.classList.contains("outbox-list")) scrollToEnd();
   });
   document.addEventListener("htmx:oobAfterSwap", (event) => {
-    const target = event.detail.target;
-    if (target && target.id === "live-signal" && target.dataset.topic === "room-list") {
+    // An outerHTML swap reports the replaced element as detail.target: read the new one.
+    const fresh = event.target;
+    if (fresh && fresh.id === "live-signal" && fresh.dataset.topic === "room-list") {
       htmx.trigger("#room-list", "refresh");
     }
+    const target = event.detail.target;
     const list = timeline();
     if (list && target === list) {
       rememberLast(list);
@@ -94,7 +97,7 @@
       lastReported = newest.dataset.eventId;
       htmx.ajax("POST", list.dataset.readUrl, {
         values: { event_id: lastReported }, swap: "none", source: document.body,
-      });
+      }).catch(() => { lastReported = ""; });
     }, 1000);
   }
   document.addEventListener("visibilitychange", reportRead);

@@ -197,7 +197,7 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message} {error.stack}"))
     page.errors = errors
     yield page
     context.close()
