@@ -98,7 +98,7 @@
       htmx.ajax("POST", list.dataset.readUrl, {
         values: { event_id: lastReported }, swap: "none", source: document.body,
       }).catch(() => { lastReported = ""; });
-    }, 1000);
+    }, 300);
   }
   document.addEventListener("visibilitychange", reportRead);
   document.addEventListener("htmx:afterSettle", reportRead);

@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from accounts.matrix.http import matrix_request, quote
 from accounts.models import MatrixAccount
@@ -43,3 +44,5 @@ async def run_host_until(condition, *, host: SyncHost | None = None, timeout: fl
     finally:
         stop.set()
         await task
+        # The host's ORM work ran in asgiref's worker thread: close its connections too.
+        await sync_to_async(connections.close_all)()
