@@ -93,3 +93,16 @@ def _join_names(names: list[str]) -> str:
     if len(names) == 1:
         return names[0]
     return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def member_names(members: Mapping[str, Mapping]) -> dict[str, str]:
+    """Display names for many members at once (user id -> content), disambiguated in O(n)."""
+    names = {user_id: _text(content.get("displayname")) for user_id, content in members.items()}
+    counts: dict[str, int] = {}
+    for user_id, content in members.items():
+        if names[user_id] and content.get("membership") in ("join", "invite"):
+            counts[names[user_id]] = counts.get(names[user_id], 0) + 1
+    return {
+        user_id: (f"{name} ({user_id})" if counts.get(name, 0) > 1 else name) if name else user_id
+        for user_id, name in names.items()
+    }

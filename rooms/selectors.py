@@ -1,11 +1,14 @@
 """Every read for pages and sync hosts, each with a bounded number of queries."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.db.models import Q
 
+from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
+from rooms.naming import member_names
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class TimelineItem:
     event_id: str
     sender: str
     sender_name: str
+    sender_avatar: "Sender"
     event_type: str
     body: str
     html: str
@@ -73,6 +77,22 @@ class TimelineItem:
     is_own: bool
     room_dom_id: str
     txn_id: str = ""
+
+    @property
+    def day_key(self) -> str:
+        """The UTC day, for day separators (people get their own time zone later)."""
+        return _day(self.origin_server_ts).strftime("%Y%m%d")
+
+    @property
+    def day_label(self) -> str:
+        return _day(self.origin_server_ts).strftime("%A %-d %B %Y")
+
+
+def _day(origin_server_ts: int) -> datetime:
+    try:
+        return datetime.fromtimestamp(origin_server_ts / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(0, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -130,14 +150,27 @@ def _txn_of(raw: dict) -> str:
     return txn if isinstance(txn, str) else ""
 
 
-def _member_names(room: Room) -> dict[str, str]:
-    return {
-        user_id: name
-        for user_id, name in RoomState.objects.filter(
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    avatar_server_name: str = ""
+    avatar_media_id: str = ""
+
+
+def _senders(room: Room) -> dict[str, Sender]:
+    """Names (disambiguated per the spec) and avatars of the room's members, in one query."""
+    members = {
+        user_id: content if isinstance(content, dict) else {}
+        for user_id, content in RoomState.objects.filter(
             room=room, event_type="m.room.member"
-        ).values_list("state_key", "content__displayname")
-        if isinstance(name, str) and name
+        ).values_list("state_key", "content")
     }
+    names = member_names(members)
+    senders = {}
+    for user_id, content in members.items():
+        server_name, media_id = parse_mxc(content.get("avatar_url", "")) or ("", "")
+        senders[user_id] = Sender(names[user_id], server_name, media_id)
+    return senders
 
 
 def timeline_items(
@@ -160,7 +193,7 @@ def timeline_items(
         if entry_ids is not None:
             entries = entries.filter(id__in=entry_ids)
         entries = list(entries.order_by("-origin_server_ts", "-id")[:limit])[::-1]
-    names = _member_names(room)
+    senders = _senders(room)
     items = []
     for entry in entries:
         event = entry.event
@@ -171,7 +204,8 @@ def timeline_items(
             TimelineItem(
                 event_id=event.event_id,
                 sender=event.sender,
-                sender_name=names.get(event.sender, event.sender),
+                sender_name=senders.get(event.sender, Sender(event.sender)).name,
+                sender_avatar=senders.get(event.sender, Sender(event.sender)),
                 event_type=event.event_type,
                 body=body,
                 html=event.html,

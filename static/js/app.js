@@ -50,10 +50,18 @@
   });
   document.addEventListener("htmx:beforeSwap", (event) => {
     const list = timeline();
-    if (!list || event.detail.target !== list) return;
+    const target = event.detail.target;
+    if (!list || !target || !list.contains(target)) return;
     const holder = document.createElement("template");
     holder.innerHTML = event.detail.serverResponse;
-    dropKnown(holder.content);
+    if (target.classList.contains("older")) {
+      // Older history goes above: its day headers replace the ones further down.
+      holder.content.querySelectorAll("li.day[id]").forEach((day) => {
+        document.getElementById(day.id)?.remove();
+      });
+    } else {
+      dropKnown(holder.content);
+    }
     event.detail.serverResponse = holder.innerHTML;
   });
   // A message's echo can arrive before its "sending" row is shown: drop rows already settled.
