@@ -259,12 +259,10 @@ class SyncHost:
             error = "" if finished.cancelled() else repr(finished.exception() or "")
             if error:
                 log.error("loop for account %s ended: %s", account_id, error)
-            await self._drop(account_id)
-            await sync_to_async(leases.lease_release)(
-                account_id=account_id, owner=self.host_id, token=owned.lease.token, error=error
-            )
+            await self._drop(account_id, error=error)
 
-    async def _drop(self, account_id: int) -> None:
+    async def _drop(self, account_id: int, *, error: str = "") -> None:
+        """Stop the account's loops and give its lease back (a no-op if it is no longer ours)."""
         owned = self.owned.pop(account_id)
         for task in (owned.task, owned.outbox_task):
             task.cancel()
@@ -272,12 +270,11 @@ class SyncHost:
         if self.layer is not None and self.channel is not None:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(notify.outbox_group(account_id), self.channel)
+        await sync_to_async(leases.lease_release)(
+            account_id=account_id, owner=self.host_id, token=owned.lease.token, error=error
+        )
         log.info("%s dropped account %s", self.host_id, account_id)
 
     async def release_all(self) -> None:
         for account_id in list(self.owned):
-            owned = self.owned[account_id]
             await self._drop(account_id)
-            await sync_to_async(leases.lease_release)(
-                account_id=account_id, owner=self.host_id, token=owned.lease.token
-            )
