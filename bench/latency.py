@@ -20,24 +20,11 @@ from pathlib import Path
 from nio import AsyncClient, AsyncClientConfig
 
 from bench.common import percentile, register, start_services
-from webclient.embedded.processes import (
-    ProcessGroup,
-    celery_command,
-    manage,
-    wait_http,
-    web_command,
-)
+from tests.e2e.chromium import CHROMIUM, CHROMIUM_ARGS
+from webclient.embedded.processes import ProcessGroup, manage, wait_http
 from webclient.embedded.synapse import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OBSERVER = """
 window.__arrivals = {};
 new MutationObserver(() => {
@@ -113,20 +100,7 @@ def main() -> int:
     try:
         group.run(*manage("migrate", "-v0"))
         group.run(*manage("collectstatic", "--noinput", "-v0"))
-        web = group.start("web", *web_command("127.0.0.1", port))
-        group.start(
-            "sync",
-            *celery_command(
-                "worker", "-Q", "sync", "--pool", "threads", "-c", "4", "-n", f"sync-{port}@%h"
-            ),
-        )
-        group.start(
-            "worker",
-            *celery_command(
-                "worker", "-Q", "default", "--pool", "solo", "-n", f"default-{port}@%h"
-            ),
-        )
-        group.start("beat", *celery_command("beat", "-s", str(services.data_dir / "beat")))
+        web = group.start_workspace(host="127.0.0.1", port=port, sync_threads=4, name=str(port))
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/accounts/login/", web)
         users = [register(services.synapse, name) for name in ("alice", "bob")]
@@ -142,9 +116,7 @@ def main() -> int:
         )
         del room
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             pages = []
             for localpart, password, _session in users:
                 page = browser.new_context().new_page()

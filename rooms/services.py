@@ -172,11 +172,14 @@ def _ts(event: dict) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _apply_state(room: Room, events: Iterable[dict]) -> None:
+def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> None:
+    """Record state events as the room's current state. Older history (`replace=False`) only
+    fills in what is missing: it must not overwrite newer state."""
+    store = RoomState.objects.update_or_create if replace else RoomState.objects.get_or_create
     for event in events:
         if "state_key" not in event:
             continue
-        RoomState.objects.update_or_create(
+        store(
             room=room,
             event_type=event["type"],
             state_key=event["state_key"],
@@ -428,19 +431,7 @@ def history_ingest(
                 account_id=account_id, event__event_id__in=[e["event_id"] for e in chunk]
             ).values_list("event__event_id", flat=True)
         )
-        state_events = [e for e in chunk if "state_key" in e]
-        for event in state_events:
-            RoomState.objects.get_or_create(
-                room=room,
-                event_type=event["type"],
-                state_key=event["state_key"],
-                defaults={
-                    "event_id": event["event_id"],
-                    "sender": event["sender"],
-                    "content": event.get("content", {}),
-                    "origin_server_ts": _ts(event),
-                },
-            )
+        _apply_state(room, chunk, replace=False)
         new_rows = _store_events(account_id, room, reversed(chunk), announce=False)
     return new_rows, bool(known)
 

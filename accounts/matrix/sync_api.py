@@ -29,26 +29,34 @@ def new_http_session() -> aiohttp.ClientSession:
     )
 
 
-async def _get_json(
-    http: aiohttp.ClientSession, url: str, token: str, timeout: float
+async def _request_json(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    token: str,
+    timeout: float,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One request; the JSON object it answers, or the homeserver's refusal as our exception."""
     try:
-        async with http.get(
+        async with http.request(
+            method,
             url,
+            json=body,
             headers={"Authorization": f"Bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
-            body = await response.read()
+            payload = await response.read()
             if response.status != 200:
-                raise error_from_response(response.status, body)
+                raise error_from_response(response.status, payload)
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         raise HomeserverUnreachable() from error
     try:
-        decoded = json.loads(body)
+        decoded = json.loads(payload)
     except ValueError:
-        raise MatrixError("The homeserver's /sync answer is not JSON.") from None
+        raise MatrixError("The homeserver's answer is not JSON.") from None
     if not isinstance(decoded, dict):
-        raise MatrixError("The homeserver's /sync answer is not an object.")
+        raise MatrixError("The homeserver's answer is not an object.")
     return decoded
 
 
@@ -64,7 +72,7 @@ async def sync_raw(
     if since:
         params["since"] = since
     url = f"{homeserver_url}/_matrix/client/v3/sync?{urllib.parse.urlencode(params)}"
-    return await _get_json(http, url, access_token, timeout_ms / 1000 + 30)
+    return await _request_json(http, "GET", url, access_token, timeout_ms / 1000 + 30)
 
 
 async def messages_raw(
@@ -82,7 +90,7 @@ async def messages_raw(
         f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?"
         f"{urllib.parse.urlencode(params)}"
     )
-    return await _get_json(http, url, access_token, 60)
+    return await _request_json(http, "GET", url, access_token, 60)
 
 
 async def send_event(
@@ -100,22 +108,8 @@ async def send_event(
         f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/"
         f"{quote(event_type)}/{quote(txn_id)}"
     )
-    try:
-        async with http.put(
-            url,
-            json=content,
-            headers={"Authorization": f"Bearer {access_token}"},
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise error_from_response(response.status, body)
-    except (aiohttp.ClientError, TimeoutError, OSError) as error:
-        raise HomeserverUnreachable() from error
-    try:
-        event_id = json.loads(body)["event_id"]
-    except (ValueError, KeyError, TypeError):
-        raise MatrixError("The homeserver did not return an event id.") from None
+    reply = await _request_json(http, "PUT", url, access_token, 30, body=content)
+    event_id = reply.get("event_id")
     if not isinstance(event_id, str):
-        raise MatrixError("The homeserver returned a malformed event id.")
+        raise MatrixError("The homeserver did not return an event id.")
     return event_id

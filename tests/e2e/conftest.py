@@ -10,26 +10,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from webclient.embedded.processes import (
-    ProcessGroup,
-    celery_command,
-    manage,
-    wait_http,
-    web_command,
-)
+from tests.e2e.chromium import CHROMIUM, CHROMIUM_ARGS
+from webclient.embedded.processes import ProcessGroup, manage, wait_http
 from webclient.embedded.synapse import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("WEBCLIENT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 pytestmark = pytest.mark.e2e
 
 
@@ -61,30 +46,7 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
     group = ProcessGroup(cwd=ROOT, env=env, log_dir=data_dir / "logs")
     group.run(*manage("migrate", "-v0"))
     group.run(*manage("collectstatic", "--noinput", "-v0"))
-    web = group.start("web", *web_command("127.0.0.1", port))
-    group.start(
-        "sync",
-        *celery_command(
-            "worker",
-            "-Q",
-            "sync",
-            "--pool",
-            "threads",
-            "-c",
-            "4",
-            "-n",
-            f"sync-{port}@%h",
-            "-l",
-            "INFO",
-        ),
-    )
-    group.start(
-        "worker",
-        *celery_command(
-            "worker", "-Q", "default", "--pool", "solo", "-n", f"default-{port}@%h", "-l", "INFO"
-        ),
-    )
-    group.start("beat", *celery_command("beat", "-l", "INFO", "-s", str(data_dir / "beat")))
+    web = group.start_workspace(host="127.0.0.1", port=port, sync_threads=4, name=str(port))
     space = Workspace(url=f"http://127.0.0.1:{port}", processes=group)
     try:
         wait_http(space.url + "/accounts/login/", web)

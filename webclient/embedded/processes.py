@@ -47,17 +47,66 @@ class ProcessGroup:
         return [name for name, p in self.processes.items() if p.poll() is not None]
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM every group, wait, then SIGKILL the stragglers. Safe to call twice."""
+        """SIGTERM every group at once, then wait for each. Safe to call twice."""
         for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
         for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process(process, timeout)
+
+    def start_workspace(
+        self, *, host: str, port: int, sync_threads: int, name: str
+    ) -> subprocess.Popen:
+        """The production process list: web, sync hosts, short jobs, beat. Returns the web one."""
+        web = self.start("web", *web_command(host, port))
+        self.start(
+            "sync",
+            *celery_command(
+                "worker",
+                "-Q",
+                "sync",
+                "--pool",
+                "threads",
+                "-c",
+                str(sync_threads),
+                "-n",
+                f"sync-{name}@%h",
+                "-l",
+                "INFO",
+            ),
+        )
+        self.start(
+            "worker",
+            *celery_command(
+                "worker",
+                "-Q",
+                "default",
+                "--pool",
+                "solo",
+                "-n",
+                f"default-{name}@%h",
+                "-l",
+                "INFO",
+            ),
+        )
+        self.start(
+            "beat",
+            *celery_command(
+                "beat", "-l", "INFO", "-s", str(self.log_dir.parent / "celerybeat-schedule")
+            ),
+        )
+        return web
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM the process's group, SIGKILL it if it lingers. Safe to call twice."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def manage(*args: str) -> list[str]:

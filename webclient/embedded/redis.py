@@ -6,7 +6,6 @@ or a `redis-server` on the PATH are used when present.
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from webclient.embedded.processes import stop_process
 from webclient.embedded.synapse import free_port
 
 
@@ -50,15 +50,9 @@ class RedisProcess:
     url: str
     process: subprocess.Popen = field(repr=False)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL; safe to call twice."""
+        stop_process(self.process, timeout)
 
 
 def start_redis(data_dir: Path, *, timeout: float = 20.0) -> RedisProcess:

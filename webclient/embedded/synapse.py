@@ -3,7 +3,6 @@
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from webclient.embedded.processes import stop_process
 
 HIGH = {"per_second": 10000, "burst_count": 100000}
 # Synapse's defaults throttle a busy office (and a test suite); the homeserver is ours and local.
@@ -125,14 +126,7 @@ class SynapseProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL; safe to call twice."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process, timeout)
 
 
 def _log_tail(data_dir: Path) -> str:

@@ -14,13 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from webclient.embedded.processes import (
-    ProcessGroup,
-    celery_command,
-    manage,
-    wait_http,
-    web_command,
-)
+from webclient.embedded.processes import ProcessGroup, manage, wait_http
 from webclient.embedded.redis import redis_reachable, start_redis
 from webclient.embedded.synapse import free_port, start_synapse
 
@@ -61,33 +55,7 @@ class Command(BaseCommand):
             group.run(*manage("migrate", "--noinput", "-v0"))
             group.run(*manage("collectstatic", "--noinput", "-v0"))
             group.run(*manage("ensure_admin"))
-            web = group.start("web", *web_command(host, port))
-            group.start(
-                "sync",
-                *celery_command(
-                    "worker",
-                    "-Q",
-                    "sync",
-                    "--pool",
-                    "threads",
-                    "-c",
-                    "8",
-                    "-n",
-                    "sync@%h",
-                    "-l",
-                    "INFO",
-                ),
-            )
-            group.start(
-                "worker",
-                *celery_command(
-                    "worker", "-Q", "default", "-c", "2", "-n", "default@%h", "-l", "INFO"
-                ),
-            )
-            group.start(
-                "beat",
-                *celery_command("beat", "-l", "INFO", "-s", str(data_dir / "celerybeat-schedule")),
-            )
+            web = group.start_workspace(host=host, port=port, sync_threads=8, name="main")
             wait_http(f"http://{host}:{port}/accounts/login/", web)
             self.stdout.write(
                 self.style.SUCCESS(
