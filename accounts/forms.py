@@ -74,6 +74,14 @@ class MatrixUserChangeForm(UserChangeForm):
         "and to remove their profile (cannot be undone).",
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if getattr(self.instance, "matrix_account", None) is not None and "password" in self.fields:
+            self.fields["password"].help_text = (
+                "This person's password is kept by the Matrix homeserver, not here; the button "
+                "changes it there (the same password works in every Matrix app)."
+            )
+
     def clean(self):
         cleaned = super().clean()
         if self.errors or "is_active" not in self.changed_data:
