@@ -1,5 +1,6 @@
 """Send -> visible latency: browser A's send to browser B's DOM, next to a raw matrix-nio peer's
-send -> received, in one run against a loopback Synapse (target: ratio <= 1.3 at p95).
+send -> received measured in the same run, message by message in turn, against a loopback Synapse
+(target: ratio <= 1.3 at p95).
 
 The workspace runs as in production (daphne, a Celery sync worker, beat). Times come from the
 browsers' own clocks (performance.timeOrigin + now(), same machine): A stamps the Enter key, a
@@ -13,6 +14,7 @@ import asyncio
 import os
 import statistics
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -45,35 +47,51 @@ def summary(name: str, values: list[float]) -> str:
     )
 
 
-async def nio_baseline(homeserver: str, sender, receiver, count: int) -> list[float]:
-    """Raw client-to-client latency: one nio client sends, another long-polls /sync."""
-    clients = []
-    for session in (sender, receiver):
-        client = AsyncClient(
-            homeserver, session.user_id, config=AsyncClientConfig(store_sync_tokens=False)
-        )
-        client.restore_login(session.user_id, session.device_id, session.access_token)
-        clients.append(client)
-    a, b = clients
-    room = (await a.room_create(invite=[b.user_id])).room_id
-    await b.join(room)
-    since = (await b.sync(timeout=0)).next_batch
-    latencies = []
-    for n in range(count):
+class NioPair:
+    """Two raw matrix-nio clients on a loop thread of their own, so their messages can alternate
+    with the browsers' and both paths are measured under the same load."""
+
+    def __init__(self, homeserver: str, sender, receiver) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.clients = []
+        for session in (sender, receiver):
+            client = AsyncClient(
+                homeserver, session.user_id, config=AsyncClientConfig(store_sync_tokens=False)
+            )
+            client.restore_login(session.user_id, session.device_id, session.access_token)
+            self.clients.append(client)
+        self.room, self.since = self._run(self._setup())
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    async def _setup(self) -> tuple[str, str]:
+        a, b = self.clients
+        room = (await a.room_create(invite=[b.user_id])).room_id
+        await b.join(room)
+        return room, (await b.sync(timeout=0)).next_batch
+
+    def one_message(self, n: int) -> float:
+        return self._run(self._one_message(n))
+
+    async def _one_message(self, n: int) -> float:
+        a, b = self.clients
         body = f"nio-{n}-{uuid.uuid4().hex[:6]}"
         started = time.time()
-        await a.room_send(room, "m.room.message", {"msgtype": "m.text", "body": body})
+        await a.room_send(self.room, "m.room.message", {"msgtype": "m.text", "body": body})
         while True:
-            response = await b.sync(timeout=30000, since=since)
-            since = response.next_batch
-            joined = response.rooms.join.get(room)
+            response = await b.sync(timeout=30000, since=self.since)
+            self.since = response.next_batch
+            joined = response.rooms.join.get(self.room)
             bodies = [getattr(e, "body", None) for e in joined.timeline.events] if joined else []
             if body in bodies:
-                latencies.append((time.time() - started) * 1000)
-                break
-    for client in clients:
-        await client.close()
-    return latencies
+                return (time.time() - started) * 1000
+
+    def close(self) -> None:
+        for client in self.clients:
+            self._run(client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def main() -> int:
@@ -131,8 +149,14 @@ def main() -> int:
             sender, receiver = pages
             receiver.reload()
             receiver.evaluate(OBSERVER)
-            latencies = []
+            pair = NioPair(
+                services.synapse.url,
+                register(services.synapse, "nio-a")[2],
+                register(services.synapse, "nio-b")[2],
+            )
+            latencies, baseline = [], []
             for n in range(args.messages):
+                baseline.append(pair.one_message(n))
                 body = f"lat-{n}-{uuid.uuid4().hex[:6]}"
                 sender.fill("#composer-body", body)
                 sent_at = sender.evaluate(
@@ -143,9 +167,7 @@ def main() -> int:
                 arrived = receiver.evaluate(f"() => window.__arrivals['{body}']")
                 latencies.append(arrived - sent_at)
             browser.close()
-        baseline = asyncio.run(
-            nio_baseline(services.synapse.url, users[0][2], users[1][2], args.messages)
-        )
+            pair.close()
     finally:
         group.stop()
         services.stop()

@@ -3,6 +3,13 @@
 (function () {
   "use strict";
 
+  // Coalesce room-list refreshes: a burst of messages costs one request, not one each.
+  let roomListTimer = null;
+  function refreshRoomList(delay = 700) {
+    clearTimeout(roomListTimer);
+    roomListTimer = setTimeout(() => htmx.trigger("#room-list", "refresh"), delay);
+  }
+
   function timeline() {
     return document.querySelector("ol.timeline[data-events-url]");
   }
@@ -29,7 +36,7 @@
 
   function catchUp() {
     const list = timeline();
-    htmx.trigger("#room-list", "refresh");
+    refreshRoomList(0);
     if (!list) return;
     const url = list.dataset.eventsUrl + "?after=" + encodeURIComponent(list.dataset.last || "0");
     // Offline: the next reconnect tries again.
@@ -82,7 +89,7 @@
     // An outerHTML swap reports the replaced element as detail.target: read the new one.
     const fresh = event.target;
     if (fresh && fresh.id === "live-signal" && fresh.dataset.topic === "room-list") {
-      htmx.trigger("#room-list", "refresh");
+      refreshRoomList();
     }
     const target = event.detail.target;
     const list = timeline();
@@ -106,7 +113,7 @@
       htmx.ajax("POST", list.dataset.readUrl, {
         values: { event_id: lastReported }, swap: "none", source: document.body,
       }).catch(() => { lastReported = ""; });
-    }, 300);
+    }, 700);
   }
   document.addEventListener("visibilitychange", reportRead);
   document.addEventListener("htmx:afterSettle", reportRead);
