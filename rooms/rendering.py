@@ -3,11 +3,17 @@
 The allowlist is the Matrix spec's (client-server API, "m.room.message msgtypes", HTML subset)."""
 
 import re
+from html.parser import HTMLParser
 
 import nh3
+from django.urls import reverse
+from django.utils.html import escape
 from markdown_it import MarkdownIt
 
+from accounts.matrix.media_api import parse_mxc
+
 ALLOWED_TAGS = {
+    "font",
     "del",
     "h1",
     "h2",
@@ -55,9 +61,13 @@ ALLOWED_ATTRIBUTES = {
     "code": {"class"},
     "div": {"data-mx-maths"},
 }
-URL_SCHEMES = {"https", "http", "ftp", "mailto", "magnet"}
+# Removed with everything inside: a reply fallback repeats the quoted message.
+DROPPED_WITH_CONTENT = {"script", "style", "mx-reply", "template", "noscript", "iframe", "object"}
+LINK_SCHEMES = {"https", "http", "ftp", "mailto", "magnet"}
+MAX_NESTING = 100
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CODE_CLASS = re.compile(r"^language-[A-Za-z0-9_+-]{1,32}$")
+_DIMENSION = re.compile(r"^[0-9]{1,4}$")
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
     "strikethrough"
@@ -70,22 +80,66 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     if tag == "code" and attribute == "class":
         return value if _CODE_CLASS.match(value) else None
     if tag == "img" and attribute == "src":
-        return None  # inline images arrive with the media proxy (mxc only); never remote URLs
+        return _media_url(value)
+    if tag == "img" and attribute in ("width", "height"):
+        return value if _DIMENSION.match(value) else None
+    if tag == "a" and attribute == "href" and value.lower().startswith("mxc:"):
+        return None
     return value
 
 
+def _media_url(value: str) -> str | None:
+    """Inline images only from Matrix media, through our authenticated proxy; never remote URLs."""
+    parsed = parse_mxc(value)
+    if parsed is None:
+        return None
+    return reverse("rooms:avatar", kwargs={"server_name": parsed[0], "media_id": parsed[1]})
+
+
+class _DepthMeter(HTMLParser):
+    VOID = {"br", "hr", "img"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = self.deepest = 0
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag not in self.VOID:
+            self.depth += 1
+            self.deepest = max(self.deepest, self.depth)
+
+    def handle_endtag(self, tag) -> None:
+        if tag not in self.VOID:
+            self.depth = max(0, self.depth - 1)
+
+
+def nesting_depth(html: str) -> int:
+    meter = _DepthMeter()
+    meter.feed(html)
+    meter.close()
+    return meter.deepest
+
+
 def sanitize_html(html: str) -> str:
-    """Reduce untrusted HTML to the spec's allowlist; links open safely in a new context."""
-    without_reply = re.sub(r"<mx-reply>.*?</mx-reply>", "", html, flags=re.S | re.I)
-    return nh3.clean(
-        without_reply,
+    """Reduce untrusted HTML to the spec's allowlist. Links open safely in a new context; anything
+    nested deeper than the spec's limit of 100 is shown as escaped text instead."""
+    clean = nh3.clean(
+        html,
         tags=ALLOWED_TAGS,
+        clean_content_tags=DROPPED_WITH_CONTENT,
         attributes=ALLOWED_ATTRIBUTES,
-        url_schemes=URL_SCHEMES,
+        url_schemes=LINK_SCHEMES | {"mxc"},
         attribute_filter=_attribute_filter,
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
+    if nesting_depth(clean) > MAX_NESTING:
+        return escape(_text_of(clean))
+    return clean
+
+
+def _text_of(html: str) -> str:
+    return nh3.clean(html, tags=set(), clean_content_tags=set())
 
 
 def markdown_to_html(text: str) -> str | None:

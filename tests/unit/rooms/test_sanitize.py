@@ -1,0 +1,139 @@
+"""The one sanitizer: idempotent, inside the Matrix allowlist, and deaf to every corpus payload."""
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rooms.rendering import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, MAX_NESTING, sanitize_html
+from tests.fixtures.xss_corpus import PAYLOADS
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.found.append((tag, attrs))
+
+
+def elements(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    parser = _Collect()
+    parser.feed(html)
+    parser.close()
+    return parser.found
+
+
+def assert_inside_allowlist(html: str) -> None:
+    for tag, attrs in elements(html):
+        assert tag in ALLOWED_TAGS, (tag, html)
+        for name, value in attrs:
+            allowed = ALLOWED_ATTRIBUTES.get(tag, set()) | ({"rel"} if tag == "a" else set())
+            assert name in allowed, (tag, name, html)
+            assert not name.startswith(("on", "hx-", "data-hx")), html
+            lowered = (value or "").strip().lower()
+            assert not lowered.startswith(("javascript:", "vbscript:", "data:")), html
+            if tag == "img" and name == "src":
+                assert value.startswith("/media/"), html
+            if name in ("color", "data-mx-color", "data-mx-bg-color"):
+                assert re.fullmatch(r"#[0-9a-fA-F]{6}", value or ""), html
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_corpus_payload_is_neutralised(payload):
+    clean = sanitize_html(payload)
+    assert_inside_allowlist(clean)
+    assert "<script" not in clean.lower()
+
+
+def test_links_get_noopener_and_reply_fallbacks_vanish():
+    clean = sanitize_html(
+        '<mx-reply><blockquote>old</blockquote></mx-reply><a href="https://x.org">x</a>'
+    )
+    assert "old" not in clean
+    assert 'rel="noopener noreferrer"' in clean
+
+
+def test_matrix_images_go_through_our_proxy_and_remote_ones_are_dropped():
+    assert 'src="/media/avatar/hs.example/abc123"' in sanitize_html(
+        '<img src="mxc://hs.example/abc123">'
+    )
+    assert "evil" not in sanitize_html('<img src="https://evil.example/x.png">')
+
+
+def test_nesting_beyond_the_limit_becomes_text():
+    deep = "<blockquote>" * (MAX_NESTING + 5) + "deep" + "</blockquote>" * (MAX_NESTING + 5)
+    assert sanitize_html(deep) == "deep"
+    shallow = "<blockquote>" * 3 + "ok" + "</blockquote>" * 3
+    assert sanitize_html(shallow) == shallow
+
+
+html_fragments = st.recursive(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+    lambda inner: (
+        st.builds(
+            lambda tag, attr, value, body: f'<{tag} {attr}="{value}">{body}</{tag}>',
+            st.sampled_from(
+                sorted(
+                    ALLOWED_TAGS
+                    | {
+                        "script",
+                        "style",
+                        "iframe",
+                        "mx-reply",
+                        "svg",
+                        "math",
+                        "x-y",
+                        "font",
+                        "a",
+                        "img",
+                    }
+                )
+            ),
+            st.sampled_from(
+                [
+                    "href",
+                    "src",
+                    "onclick",
+                    "hx-get",
+                    "data-mx-color",
+                    "color",
+                    "class",
+                    "style",
+                    "start",
+                    "target",
+                    "data-hx-post",
+                    "onerror",
+                ]
+            ),
+            st.sampled_from(
+                [
+                    "javascript:alert(1)",
+                    "#ff00ff",
+                    "red",
+                    "mxc://hs/id",
+                    "https://a.b/",
+                    "language-py",
+                    "1",
+                    "_blank",
+                    'x" onclick="alert(1)',
+                    "",
+                ]
+            ),
+            inner,
+        )
+        | st.lists(inner, max_size=3).map("".join)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(html_fragments)
+def test_sanitizing_is_idempotent_and_stays_inside_the_allowlist(fragment):
+    once = sanitize_html(fragment)
+    assert sanitize_html(once) == once
+    assert_inside_allowlist(once)
