@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from django.db.models import Q
 
+from accounts.matrix import client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
@@ -299,3 +300,58 @@ def has_older_events(*, account: MatrixAccount, membership: Membership, stream_i
     if membership.history_token and not membership.history_complete:
         return True
     return has_events_before(account=account, room=membership.room, stream_id=stream_id)
+
+
+@dataclass(frozen=True)
+class PersonHit:
+    user_id: str
+    display_name: str
+
+
+def people_search(*, account: MatrixAccount, term: str) -> list[PersonHit]:
+    """People the homeserver's user directory lets this account find (a homeserver read)."""
+    term = term.strip()
+    if len(term) < 2:
+        return []
+    results = client_api.search_user_directory(
+        account.homeserver_url, access_token=account.access_token, term=term[:100]
+    )
+    return [
+        PersonHit(
+            r["user_id"],
+            r.get("display_name")
+            if isinstance(r.get("display_name"), str) and r.get("display_name")
+            else r["user_id"],
+        )
+        for r in results
+        if r["user_id"] != account.mxid
+    ]
+
+
+@dataclass(frozen=True)
+class DirectoryRoom:
+    room_id: str
+    name: str
+    topic: str
+    alias: str
+    members: int
+
+
+def room_directory(*, account: MatrixAccount, term: str = "") -> list[DirectoryRoom]:
+    def text(value) -> str:
+        return value if isinstance(value, str) else ""
+
+    return [
+        DirectoryRoom(
+            room_id=r["room_id"],
+            name=text(r.get("name")) or text(r.get("canonical_alias")) or r["room_id"],
+            topic=text(r.get("topic")),
+            alias=text(r.get("canonical_alias")),
+            members=r.get("num_joined_members")
+            if isinstance(r.get("num_joined_members"), int)
+            else 0,
+        )
+        for r in client_api.public_rooms(
+            account.homeserver_url, access_token=account.access_token, term=term.strip()[:100]
+        )
+    ]

@@ -2,6 +2,7 @@
 one transaction, checked against the host's lease; the live push happens only after commit."""
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -484,3 +485,117 @@ def room_mark_read(*, account: MatrixAccount, room_id: str, event_id: str) -> No
         notification_count=0, highlight_count=0
     )
     transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
+
+
+# --- creating, finding and joining rooms (no crypto state: the web process may call) ---
+
+MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
+# An alias (#name:server) or a room id: "!opaque:server", or just "!opaque" from room version 12.
+ADDRESS_RE = re.compile(
+    r"^(#[^:\s]+:[A-Za-z0-9.\-]+(:[0-9]{1,5})?|![A-Za-z0-9._~+/=\-]+(:[A-Za-z0-9.\-]+(:[0-9]{1,5})?)?)$"
+)
+
+
+def check_room_fields(*, name: str, topic: str) -> tuple[str, str]:
+    name, topic = (name or "").strip(), (topic or "").strip()
+    if not name:
+        raise MessageRejected("Give the room a name.")
+    if len(name) > 255:
+        raise MessageRejected("Room names are limited to 255 characters.")
+    if len(topic) > 2000:
+        raise MessageRejected("Topics are limited to 2,000 characters.")
+    return name, topic
+
+
+def check_user_id(user_id: str) -> str:
+    user_id = (user_id or "").strip()
+    if not MXID_RE.match(user_id):
+        raise MessageRejected(f"“{user_id[:80]}” is not a Matrix ID like @alice:example.org.")
+    return user_id
+
+
+def _mark_joined(
+    account: MatrixAccount, room_id: str, *, name: str, topic: str = "", is_direct: bool = False
+) -> None:
+    """Show a room we just created or joined at once; its first sync fills in the rest."""
+    room, _ = Room.objects.get_or_create(room_id=room_id)
+    Membership.objects.update_or_create(
+        account=account,
+        room=room,
+        defaults={
+            "membership": Membership.JOIN,
+            "display_name": name,
+            "topic": topic,
+            "is_direct": is_direct,
+            "invite_state": [],
+        },
+    )
+    transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
+
+
+def room_create(*, account: MatrixAccount, name: str, topic: str, public: bool) -> str:
+    name, topic = check_room_fields(name=name, topic=topic)
+    room_id = client_api.create_room(
+        account.homeserver_url,
+        access_token=account.access_token,
+        name=name,
+        topic=topic,
+        public=public,
+    )
+    _mark_joined(account, room_id, name=name, topic=topic)
+    return room_id
+
+
+def room_invite(*, account: MatrixAccount, room_id: str, user_id: str) -> None:
+    client_api.invite_user(
+        account.homeserver_url,
+        access_token=account.access_token,
+        room_id=room_id,
+        user_id=check_user_id(user_id),
+    )
+
+
+def room_start_direct(*, account: MatrixAccount, user_id: str, display_name: str = "") -> str:
+    """Open the one-to-one chat with a person: the existing one, or a new one marked m.direct."""
+    user_id = check_user_id(user_id)
+    if user_id == account.mxid:
+        raise MessageRejected("That is you.")
+    existing = (
+        Membership.objects.filter(
+            account=account, is_direct=True, membership=Membership.JOIN, heroes=[user_id]
+        )
+        .select_related("room")
+        .first()
+    )
+    if existing is not None:
+        return existing.room.room_id
+    room_id = client_api.create_room(
+        account.homeserver_url,
+        access_token=account.access_token,
+        invite=[user_id],
+        is_direct=True,
+    )
+    direct = client_api.get_direct_rooms(
+        account.homeserver_url, access_token=account.access_token, user_id=account.mxid
+    )
+    direct.setdefault(user_id, []).append(room_id)
+    client_api.set_direct_rooms(
+        account.homeserver_url,
+        access_token=account.access_token,
+        user_id=account.mxid,
+        direct=direct,
+    )
+    _mark_joined(account, room_id, name=display_name or user_id, is_direct=True)
+    return room_id
+
+
+def room_join_by_address(*, account: MatrixAccount, address: str) -> str:
+    """Join a room by alias (#team:example.org) or id (!abc:example.org)."""
+    address = (address or "").strip()
+    if not ADDRESS_RE.match(address):
+        raise MessageRejected("Room addresses look like #team:example.org or !abc:example.org.")
+    room_id = client_api.join_room(
+        account.homeserver_url, access_token=account.access_token, room_id_or_alias=address
+    )
+    _mark_joined(account, room_id, name=address if address.startswith("#") else "Joining…")
+    return room_id

@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.html import escape
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.matrix.errors import MatrixError
 from rooms import media, selectors, services
@@ -207,3 +207,117 @@ def room_read(request: HttpRequest, room_id: str) -> HttpResponse:
     except MatrixError as error:
         return HttpResponse(error.message, status=502)
     return HttpResponse(status=204)
+
+
+def _shell(request: HttpRequest, account, template: str, **context) -> HttpResponse:
+    """Render a page inside the shell (sidebar with the room list)."""
+    request.session["matrix_account_id"] = account.pk
+    status = context.pop("status", 200)
+    return render(
+        request,
+        template,
+        {
+            "account": account,
+            "room_list": selectors.room_list(account=account),
+            "current_room_id": None,
+            **context,
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def room_new(request: HttpRequest) -> HttpResponse:
+    account = _account_or_404(request)
+    values = {"name": "", "topic": "", "public": False}
+    error = ""
+    if request.method == "POST":
+        values = {
+            "name": request.POST.get("name", ""),
+            "topic": request.POST.get("topic", ""),
+            "public": request.POST.get("public") == "on",
+        }
+        try:
+            room_id = services.room_create(account=account, **values)
+        except (services.MessageRejected, MatrixError) as failure:
+            error = str(failure)
+        else:
+            return redirect("rooms:room", room_id=room_id)
+    return _shell(
+        request, account, "rooms/new.html", values=values, error=error, status=400 if error else 200
+    )
+
+
+@login_required
+@require_GET
+def people(request: HttpRequest) -> HttpResponse:
+    """Find a person in the user directory; htmx asks for just the results as you type."""
+    account = _account_or_404(request)
+    term = request.GET.get("q", "")
+    error = ""
+    try:
+        hits = selectors.people_search(account=account, term=term)
+    except MatrixError as failure:
+        hits, error = [], failure.message
+    context = {"hits": hits, "term": term, "error": error}
+    if request.htmx:
+        return render(request, "rooms/people.html#results", context)
+    return _shell(request, account, "rooms/people.html", **context)
+
+
+@login_required
+@require_POST
+def message_person(request: HttpRequest) -> HttpResponse:
+    account = _account_or_404(request)
+    try:
+        room_id = services.room_start_direct(
+            account=account,
+            user_id=request.POST.get("user_id", ""),
+            display_name=request.POST.get("display_name", ""),
+        )
+    except (services.MessageRejected, MatrixError) as failure:
+        messages.error(request, str(failure))
+        return redirect("rooms:people")
+    return redirect("rooms:room", room_id=room_id)
+
+
+@login_required
+@require_GET
+def explore(request: HttpRequest) -> HttpResponse:
+    account = _account_or_404(request)
+    term = request.GET.get("q", "")
+    error = ""
+    try:
+        public = selectors.room_directory(account=account, term=term)
+    except MatrixError as failure:
+        public, error = [], failure.message
+    return _shell(request, account, "rooms/explore.html", public=public, term=term, error=error)
+
+
+@login_required
+@require_POST
+def join_address(request: HttpRequest) -> HttpResponse:
+    account = _account_or_404(request)
+    try:
+        room_id = services.room_join_by_address(
+            account=account, address=request.POST.get("address", "")
+        )
+    except (services.MessageRejected, MatrixError) as failure:
+        messages.error(request, str(failure))
+        return redirect("rooms:explore")
+    return redirect("rooms:room", room_id=room_id)
+
+
+@login_required
+@require_POST
+def room_invite(request: HttpRequest, room_id: str) -> HttpResponse:
+    account, _membership = _joined_or_404(request, room_id)
+    user_id = request.POST.get("user_id", "")
+    try:
+        services.room_invite(account=account, room_id=room_id, user_id=user_id)
+    except (services.MessageRejected, MatrixError) as failure:
+        messages.error(request, str(failure))
+    else:
+        messages.success(request, f"Invited {user_id.strip()}.")
+    return redirect("rooms:room", room_id=room_id)

@@ -160,3 +160,144 @@ def set_read_markers(
         body={"m.fully_read": event_id, "m.read": event_id},
         timeout=timeout,
     )
+
+
+def create_room(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    name: str = "",
+    topic: str = "",
+    public: bool = False,
+    invite: list[str] | None = None,
+    is_direct: bool = False,
+    alias_localpart: str = "",
+    timeout: float = 30.0,
+) -> str:
+    """Create a room; public rooms are listed in the directory and joinable by anyone."""
+    body: dict = {
+        "preset": "public_chat"
+        if public
+        else ("trusted_private_chat" if is_direct else "private_chat"),
+        "visibility": "public" if public else "private",
+        "invite": invite or [],
+        "is_direct": is_direct,
+    }
+    if name:
+        body["name"] = name
+    if topic:
+        body["topic"] = topic
+    if alias_localpart:
+        body["room_alias_name"] = alias_localpart
+    reply = matrix_request(
+        homeserver_url,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=access_token,
+        body=body,
+        timeout=timeout,
+    )
+    room_id = reply.get("room_id")
+    if not isinstance(room_id, str):
+        raise MatrixError("The homeserver did not return the new room's id.")
+    return room_id
+
+
+def invite_user(
+    homeserver_url: str, *, access_token: str, room_id: str, user_id: str, timeout: float = 30.0
+) -> None:
+    matrix_request(
+        homeserver_url,
+        "POST",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+        token=access_token,
+        body={"user_id": user_id},
+        timeout=timeout,
+    )
+
+
+def search_user_directory(
+    homeserver_url: str, *, access_token: str, term: str, limit: int = 10, timeout: float = 15.0
+) -> list[dict]:
+    """People the homeserver lets this user find: [{user_id, display_name, avatar_url}]."""
+    reply = matrix_request(
+        homeserver_url,
+        "POST",
+        "/_matrix/client/v3/user_directory/search",
+        token=access_token,
+        body={"search_term": term, "limit": limit},
+        timeout=timeout,
+    )
+    results = reply.get("results")
+    return (
+        [r for r in results if isinstance(r, dict) and isinstance(r.get("user_id"), str)]
+        if isinstance(results, list)
+        else []
+    )
+
+
+def public_rooms(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    term: str = "",
+    limit: int = 30,
+    timeout: float = 15.0,
+) -> list[dict]:
+    """The homeserver's public room directory: [{room_id, name, topic, canonical_alias, ...}]."""
+    body: dict = {"limit": limit}
+    if term:
+        body["filter"] = {"generic_search_term": term}
+    reply = matrix_request(
+        homeserver_url,
+        "POST",
+        "/_matrix/client/v3/publicRooms",
+        token=access_token,
+        body=body,
+        timeout=timeout,
+    )
+    chunk = reply.get("chunk")
+    return (
+        [r for r in chunk if isinstance(r, dict) and isinstance(r.get("room_id"), str)]
+        if isinstance(chunk, list)
+        else []
+    )
+
+
+def set_direct_rooms(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    user_id: str,
+    direct: dict[str, list[str]],
+    timeout: float = 15.0,
+) -> None:
+    """Replace the m.direct account data (which rooms are one-to-one chats with whom)."""
+    matrix_request(
+        homeserver_url,
+        "PUT",
+        f"/_matrix/client/v3/user/{quote(user_id)}/account_data/m.direct",
+        token=access_token,
+        body=direct,
+        timeout=timeout,
+    )
+
+
+def get_direct_rooms(
+    homeserver_url: str, *, access_token: str, user_id: str, timeout: float = 15.0
+) -> dict[str, list[str]]:
+    try:
+        reply = matrix_request(
+            homeserver_url,
+            "GET",
+            f"/_matrix/client/v3/user/{quote(user_id)}/account_data/m.direct",
+            token=access_token,
+            timeout=timeout,
+        )
+    except MatrixError as error:
+        if error.errcode == "M_NOT_FOUND":
+            return {}
+        raise
+    return {
+        k: [r for r in v if isinstance(r, str)] for k, v in reply.items() if isinstance(v, list)
+    }

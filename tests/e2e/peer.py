@@ -6,7 +6,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    RoomCreateResponse,
+    RoomSendResponse,
+    RoomVisibility,
+)
 
 
 class SyncPeer:
@@ -31,8 +37,11 @@ class SyncPeer:
     def call(self, coro, timeout: float = 60.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def create_room(self, *, name: str, invite: list[str]) -> str:
-        response = self.call(self.client.room_create(name=name, invite=invite))
+    def create_room(self, *, name: str, invite: list[str], public: bool = False) -> str:
+        visibility = RoomVisibility.public if public else RoomVisibility.private
+        response = self.call(
+            self.client.room_create(name=name, invite=invite, visibility=visibility)
+        )
         assert isinstance(response, RoomCreateResponse), response
         return response.room_id
 
@@ -60,6 +69,18 @@ class SyncPeer:
                 if event_room == room_id and body is not None and match(body):
                     return event
         raise AssertionError(f"no matching message in {room_id} within {timeout:.0f}s")
+
+    def wait_for_invite(self, timeout: float = 30.0) -> tuple[str, dict]:
+        """The next invite: (room id, our own m.room.member content from the invite state)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.call(self.client.sync(timeout=1000, since=self.since))
+            self.since = response.next_batch
+            for room_id, info in response.rooms.invite.items():
+                for event in info.invite_state:
+                    if getattr(event, "state_key", None) == self.user_id:
+                        return room_id, getattr(event, "content", None) or {}
+        raise AssertionError(f"no invite within {timeout:.0f}s")
 
     def wait_for_member(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

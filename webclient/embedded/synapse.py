@@ -106,6 +106,9 @@ def write_synapse_config(
         "url_preview_enabled": False,
         "enable_authenticated_media": True,
         "user_directory": {"enabled": True, "search_all_users": True},
+        # A company homeserver: colleagues may list rooms in the directory (Synapse lets only
+        # server admins do so by default).
+        "room_list_publication_rules": [{"action": "allow"}],
         "presence": {"enabled": False},
         **RATE_LIMITS,
     }
