@@ -106,10 +106,20 @@ class Event(models.Model):
     raw = models.JSONField()
     # formatted_body sanitized once at ingest (the spec's allowlist); empty when there is none.
     html = models.TextField(blank=True)
+    # Relations, lifted out of the content so a page finds edits, reactions, replies and
+    # redactions of the events it shows in one indexed query.
+    relates_to = models.CharField(max_length=255, blank=True)
+    rel_type = models.CharField(max_length=64, blank=True)
+    reply_to = models.CharField(max_length=255, blank=True)
+    redacts = models.CharField(max_length=255, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["room", "origin_server_ts"])]
+        indexes = [
+            models.Index(fields=["room", "origin_server_ts"]),
+            models.Index(fields=["room", "relates_to"]),
+            models.Index(fields=["room", "redacts"]),
+        ]
 
     def __str__(self) -> str:
         return self.event_id

@@ -53,7 +53,13 @@ def room_list_changed(*, account_id: int) -> None:
     _push_html(account_id, render_to_string("rooms/live.html#room-list-hint"))
 
 
-def timeline_appended(*, account_id: int, entry_ids: list[int], settled_txn_ids: list[str]) -> None:
+def timeline_appended(
+    *,
+    account_id: int,
+    entry_ids: list[int],
+    settled_txn_ids: list[str],
+    touched_event_ids: list[str] = (),
+) -> None:
     """Render new timeline rows once and push them to the account's pages."""
     account = MatrixAccount.objects.filter(pk=account_id).first()
     if account is None:
@@ -68,6 +74,7 @@ def timeline_appended(*, account_id: int, entry_ids: list[int], settled_txn_ids:
             parts.append(
                 render_to_string("rooms/room.html#live-events", {"items": items, "room": room})
             )
+    parts.extend(_updated_messages(account, touched_event_ids))
     parts.extend(
         render_to_string("rooms/live.html#outbox-settled", {"txn_id": txn})
         for txn in settled_txn_ids
@@ -88,3 +95,19 @@ def outbox_status(*, account_id: int, txn_id: str) -> None:
 def outbox_nudge(*, account_id: int) -> None:
     """Wake the sync host that owns the account: a message is waiting to be sent."""
     _group_send(outbox_group(account_id), {"type": "outbox.nudge", "account_id": account_id})
+
+
+def _updated_messages(account: MatrixAccount, event_ids) -> list[str]:
+    """Messages that were edited, reacted to or deleted, re-rendered to replace themselves."""
+    if not event_ids:
+        return []
+    entries = TimelineEntry.objects.filter(account=account, event__event_id__in=event_ids)
+    parts = []
+    for room in Room.objects.filter(pk__in=entries.values("room_id")):
+        ids = list(entries.filter(room=room).values_list("id", flat=True))
+        items = selectors.timeline_items(account=account, room=room, entry_ids=ids, limit=len(ids))
+        parts.extend(
+            render_to_string("rooms/room.html#event", {"item": item, "update": True})
+            for item in items
+        )
+    return parts

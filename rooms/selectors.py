@@ -10,6 +10,12 @@ from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
 from rooms.naming import member_names
+from rooms.relations import (
+    ReplyPreview,
+    apply_relations,
+    is_hidden,
+    strip_reply_fallback,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,14 @@ class TimelineItem:
     is_own: bool
     room_dom_id: str
     txn_id: str = ""
+    reply_to: str = ""
+    edited: bool = False
+    redacted: bool = False
+    reactions: tuple = ()
+    reply: "ReplyPreview | None" = None
+    room_id: str = ""
+
+    quick_reactions = ("👍", "❤️", "😄", "🎉")
 
     @property
     def day_key(self) -> str:
@@ -112,6 +126,8 @@ def _body_of(raw: dict) -> str:
     content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
     event_type = raw.get("type")
     if event_type == "m.room.message":
+        if _redacted_by_server(raw):
+            return "Message deleted"
         body = content.get("body")
         return body if isinstance(body, str) else "(message without text)"
     if event_type == "m.room.encrypted":
@@ -199,8 +215,10 @@ def timeline_items(
     for entry in entries:
         event = entry.event
         body = _body_of(event.raw)
-        if not body:
+        if not body or is_hidden(event.event_type, event.rel_type):
             continue
+        if event.reply_to:
+            body = strip_reply_fallback(body)
         items.append(
             TimelineItem(
                 event_id=event.event_id,
@@ -215,9 +233,17 @@ def timeline_items(
                 is_own=event.sender == account.mxid,
                 room_dom_id=room.dom_id,
                 txn_id=_txn_of(event.raw) if event.sender == account.mxid else "",
+                reply_to=event.reply_to,
+                room_id=room.room_id,
+                redacted=_redacted_by_server(event.raw),
             )
         )
-    return items
+    return apply_relations(items, account=account, room=room, senders=senders)
+
+
+def _redacted_by_server(raw: dict) -> bool:
+    unsigned = raw.get("unsigned")
+    return isinstance(unsigned, dict) and "redacted_because" in unsigned
 
 
 def _display_order(entry: TimelineEntry) -> tuple[int, int]:

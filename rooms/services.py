@@ -77,8 +77,33 @@ def sync_ingest(*, lease: LeaseHandle, own_user_id: str, batch: SyncBatch) -> In
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, backfill=backfill)
 
 
+def _relations(event: dict) -> dict[str, str]:
+    """The relation columns of an event (empty strings where it has none)."""
+    content = event.get("content", {})
+    relates = content.get("m.relates_to")
+    relates = relates if isinstance(relates, dict) else {}
+    reply = relates.get("m.in_reply_to")
+    reply = reply.get("event_id") if isinstance(reply, dict) else None
+    redacts = event.get("redacts") if event.get("type") == "m.room.redaction" else None
+    if event.get("type") == "m.room.redaction" and not isinstance(redacts, str):
+        redacts = content.get("redacts")  # room version 11 moved it into the content
+
+    def text(value) -> str:
+        return value if isinstance(value, str) and len(value) <= 255 else ""
+
+    return {
+        "relates_to": text(relates.get("event_id")),
+        "rel_type": text(relates.get("rel_type"))[:64],
+        "reply_to": text(reply),
+        "redacts": text(redacts),
+    }
+
+
 def _event_html(event: dict) -> str:
     content = event.get("content", {})
+    new_content = content.get("m.new_content")
+    if isinstance(new_content, dict) and _relations(event)["rel_type"] == "m.replace":
+        content = new_content
     if content.get("format") != "org.matrix.custom.html":
         return ""
     formatted = content.get("formatted_body")
@@ -106,6 +131,7 @@ def _store_events(
                 origin_server_ts=_ts(event),
                 raw=event,
                 html=_event_html(event),
+                **_relations(event),
             )
             for event in events
         ],
@@ -141,12 +167,32 @@ def _store_events(
                 account_id=account_id, event_id__in=[e.event_id for e in fresh]
             ).values_list("id", flat=True)
         )
+        fresh_event_ids = {e.event_id for e in fresh}
+        touched = _touched_messages(events, stored, fresh_event_ids)
         transaction.on_commit(
             lambda: notify.timeline_appended(
-                account_id=account_id, entry_ids=fresh_ids, settled_txn_ids=settled
+                account_id=account_id,
+                entry_ids=fresh_ids,
+                settled_txn_ids=settled,
+                touched_event_ids=touched,
             )
         )
     return len(fresh)
+
+
+def _touched_messages(events: list[dict], stored: dict, fresh_event_ids: set) -> list[str]:
+    """Messages that new relation events change: the target of an edit, reaction or redaction,
+    and, when a reaction or edit is itself redacted, the message it belonged to."""
+    targets = {
+        target
+        for event in events
+        if stored.get(event["event_id"]) in fresh_event_ids
+        for target in (_relations(event)["relates_to"], _relations(event)["redacts"])
+        if target
+    }
+    parents = Event.objects.filter(event_id__in=targets).exclude(relates_to="")
+    targets.update(parents.values_list("relates_to", flat=True))
+    return sorted(targets)
 
 
 def _settle_outbox(account_id: int, events: list[dict]) -> list[str]:
@@ -328,19 +374,83 @@ def check_message_body(body: str) -> str:
     return text
 
 
-def message_send(*, account_id: int, room: Room, body: str) -> OutboxMessage:
-    """Queue a text message: an outbox row with a fresh transaction id, then nudge the sync host."""
-    text = check_message_body(body)
+def _text_content(text: str) -> dict:
     content: dict = {"msgtype": "m.text", "body": text}
     html = markdown_to_html(text)
     if html:
         content.update(format="org.matrix.custom.html", formatted_body=html)
+    return content
+
+
+def _queue(
+    *, account_id: int, room: Room, content: dict, event_type: str = "m.room.message"
+) -> OutboxMessage:
+    """An outbox row with a fresh transaction id; the owning sync host is nudged after commit."""
     with transaction.atomic():
         message = OutboxMessage.objects.create(
-            account_id=account_id, room=room, txn_id=f"wc{uuid.uuid4().hex}", content=content
+            account_id=account_id,
+            room=room,
+            txn_id=f"wc{uuid.uuid4().hex}",
+            event_type=event_type,
+            content=content,
         )
         transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
     return message
+
+
+def message_send(*, account_id: int, room: Room, body: str, reply_to: str = "") -> OutboxMessage:
+    """Queue a text message (Markdown becomes formatted_body), optionally as a reply."""
+    content = _text_content(check_message_body(body))
+    if reply_to:
+        _seen_event(account_id, room, reply_to)
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    return _queue(account_id=account_id, room=room, content=content)
+
+
+def _seen_event(account_id: int, room: Room, event_id: str) -> Event:
+    event = Event.objects.filter(
+        room=room, event_id=event_id, timeline_entries__account_id=account_id
+    ).first()
+    if event is None:
+        raise MessageRejected("That message is not in this room's timeline.")
+    return event
+
+
+def message_react(*, account_id: int, room: Room, event_id: str, key: str) -> OutboxMessage:
+    key = (key or "").strip()
+    if not key or len(key) > 64:
+        raise MessageRejected("Reactions are an emoji or a short word.")
+    _seen_event(account_id, room, event_id)
+    content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+    return _queue(account_id=account_id, room=room, content=content, event_type="m.reaction")
+
+
+def message_edit(*, account: MatrixAccount, room: Room, event_id: str, body: str) -> OutboxMessage:
+    """Replace the text of one of our own messages (others' edits are ignored when shown)."""
+    original = _seen_event(account.pk, room, event_id)
+    if original.sender != account.mxid or original.event_type != "m.room.message":
+        raise MessageRejected("You can only edit your own messages.")
+    new_content = _text_content(check_message_body(body))
+    content = {
+        **new_content,
+        "body": f"* {new_content['body']}",
+        "m.new_content": new_content,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }
+    if "formatted_body" in content:
+        content["formatted_body"] = f"* {content['formatted_body']}"
+    return _queue(account_id=account.pk, room=room, content=content)
+
+
+def message_redact(
+    *, account_id: int, room: Room, event_id: str, reason: str = ""
+) -> OutboxMessage:
+    """Delete a message or take back a reaction (the homeserver checks the right to)."""
+    _seen_event(account_id, room, event_id)
+    content = {"redacts": event_id}
+    if reason.strip():
+        content["reason"] = reason.strip()[:500]
+    return _queue(account_id=account_id, room=room, content=content, event_type="m.room.redaction")
 
 
 def message_retry(*, account_id: int, txn_id: str) -> OutboxMessage:

@@ -321,3 +321,46 @@ def room_invite(request: HttpRequest, room_id: str) -> HttpResponse:
     else:
         messages.success(request, f"Invited {user_id.strip()}.")
     return redirect("rooms:room", room_id=room_id)
+
+
+@login_required
+@require_POST
+def room_act(request: HttpRequest, room_id: str) -> HttpResponse:
+    """React, take a reaction back, reply, edit or delete: each goes out through the outbox."""
+    account, membership = _joined_or_404(request, room_id)
+    if membership.membership != membership.JOIN:
+        return HttpResponseBadRequest("Join the room first.")
+    room, action = membership.room, request.POST.get("action", "")
+    event_id, body = request.POST.get("event_id", ""), request.POST.get("body", "")
+    actions = {
+        "react": lambda: services.message_react(
+            account_id=account.pk, room=room, event_id=event_id, key=request.POST.get("key", "")
+        ),
+        "unreact": lambda: services.message_redact(
+            account_id=account.pk, room=room, event_id=event_id
+        ),
+        "delete": lambda: services.message_redact(
+            account_id=account.pk, room=room, event_id=event_id
+        ),
+        "reply": lambda: services.message_send(
+            account_id=account.pk, room=room, body=body, reply_to=event_id
+        ),
+        "edit": lambda: services.message_edit(
+            account=account, room=room, event_id=event_id, body=body
+        ),
+    }
+    if action not in actions:
+        return HttpResponseBadRequest("Unknown action.")
+    try:
+        message = actions[action]()
+    except services.MessageRejected as error:
+        if request.htmx:
+            return HttpResponse(
+                f'<li class="event error" role="alert">{escape(str(error))}</li>', status=400
+            )
+        return HttpResponseBadRequest(str(error))
+    if not request.htmx:
+        return redirect("rooms:room", room_id=room_id)
+    if action == "reply":
+        return render(request, "rooms/room.html#outbox-item", {"message": message})
+    return HttpResponse(status=204)

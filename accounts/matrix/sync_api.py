@@ -104,10 +104,13 @@ async def send_event(
     content: dict[str, Any],
 ) -> str:
     """PUT one room event under our transaction id; the same id twice yields one event."""
-    url = (
-        f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/send/"
-        f"{quote(event_type)}/{quote(txn_id)}"
-    )
+    base = f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}"
+    if event_type == "m.room.redaction":
+        # Redactions have their own endpoint; the target goes in the path.
+        url = f"{base}/redact/{quote(content.get('redacts', ''))}/{quote(txn_id)}"
+        content = {k: v for k, v in content.items() if k == "reason"}
+    else:
+        url = f"{base}/send/{quote(event_type)}/{quote(txn_id)}"
     reply = await _request_json(http, "PUT", url, access_token, 30, body=content)
     event_id = reply.get("event_id")
     if not isinstance(event_id, str):

@@ -46,7 +46,8 @@
   // Never show one event twice: a live push and a catch-up may carry the same rows.
   function dropKnown(fragment) {
     if (!fragment || !fragment.querySelectorAll) return;
-    fragment.querySelectorAll("li[id]").forEach((li) => {
+    // Updates (an edit, a reaction, a deletion) replace their message; only new rows are deduped.
+    fragment.querySelectorAll("li[id]:not([data-update])").forEach((li) => {
       if (document.getElementById(li.id)) li.remove();
     });
   }

@@ -52,6 +52,27 @@ class SyncPeer:
         assert isinstance(response, RoomSendResponse), response
         return response.event_id
 
+    def send_event(self, room_id: str, event_type: str, content: dict) -> str:
+        response = self.call(self.client.room_send(room_id, event_type, content))
+        assert isinstance(response, RoomSendResponse), response
+        return response.event_id
+
+    def redact(self, room_id: str, event_id: str) -> None:
+        self.call(self.client.room_redact(room_id, event_id))
+
+    def wait_for_event(self, room_id: str, match: Callable[[dict], bool], timeout: float = 30.0):
+        """The next event (raw source) in the room that `match` accepts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event_room, event in self._sync_events():
+                source = getattr(event, "source", None) or {}
+                if event_room == room_id and match(source):
+                    return source
+        raise AssertionError(f"no matching event in {room_id} within {timeout:.0f}s")
+
+    def join(self, room_id: str) -> None:
+        self.call(self.client.join(room_id))
+
     def _sync_events(self) -> list[tuple[str, object]]:
         response = self.call(self.client.sync(timeout=1000, since=self.since))
         self.since = response.next_batch

@@ -52,6 +52,7 @@ def timeline_items(room: Room) -> list[TimelineItem]:
                     origin_server_ts=1_700_000_000_000 + n,
                     stream_id=n * 3 + variant + 1,
                     is_own=False,
+                    room_id=room.room_id,
                     room_dom_id=room.dom_id,
                 )
             )

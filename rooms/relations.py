@@ -1,0 +1,191 @@
+"""Edits, reactions, replies and redactions folded into the messages they belong to.
+
+Only relations this account saw count (its own timeline rows), edits only from the original sender,
+redactions only from the sender or someone with the room's redact power level."""
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+from django.db.models import Q
+
+from accounts.models import MatrixAccount
+from rooms.models import Event, Room, RoomState, TimelineEntry
+
+REPLY_PREVIEW_CHARS = 140
+
+
+@dataclass(frozen=True)
+class Reaction:
+    key: str
+    count: int
+    names: str
+    mine: str  # the event id of our own reaction, to take it back; "" when we have none
+
+
+@dataclass(frozen=True)
+class ReplyPreview:
+    sender_name: str
+    body: str
+    stream_id: int | None
+
+
+def is_hidden(event_type: str, rel_type: str) -> bool:
+    """Events that change other messages instead of being shown themselves."""
+    return event_type in ("m.reaction", "m.room.redaction") or rel_type == "m.replace"
+
+
+def _power(room: Room) -> tuple[dict[str, int], int, int]:
+    content = (
+        RoomState.objects.filter(room=room, event_type="m.room.power_levels", state_key="")
+        .values_list("content", flat=True)
+        .first()
+        or {}
+    )
+    users = content.get("users") if isinstance(content.get("users"), dict) else {}
+    levels = {u: v for u, v in users.items() if isinstance(v, int)}
+    default = content.get("users_default", 0)
+    redact = content.get("redact", 50)
+    return (
+        levels,
+        default if isinstance(default, int) else 0,
+        redact if isinstance(redact, int) else 50,
+    )
+
+
+def _redaction_allowed(redactor: str, target_sender: str, power) -> bool:
+    levels, default, redact = power
+    return redactor == target_sender or levels.get(redactor, default) >= redact
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the '> quoted' lines older clients put before a reply's text."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    if lines and not lines[0].strip():
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def apply_relations(items: list, *, account: MatrixAccount, room: Room, senders: dict) -> list:
+    """Return the items with edits applied, reactions counted, replies previewed, redactions shown."""
+    if not items:
+        return items
+    ids = [item.event_id for item in items]
+    seen = Event.objects.filter(room=room, timeline_entries__account=account)
+    related = list(
+        seen.filter(Q(relates_to__in=ids) | Q(redacts__in=ids)).values(
+            "event_id",
+            "sender",
+            "event_type",
+            "rel_type",
+            "relates_to",
+            "redacts",
+            "raw",
+            "html",
+            "origin_server_ts",
+        )
+    )
+    reaction_ids = [r["event_id"] for r in related if r["event_type"] == "m.reaction"]
+    taken_back: dict[str, set[str]] = defaultdict(set)  # reaction id -> who redacted it
+    if reaction_ids:
+        for row in seen.filter(redacts__in=reaction_ids).values("redacts", "sender"):
+            taken_back[row["redacts"]].add(row["sender"])
+    power = _power(room)
+    by_target: dict[str, list[dict]] = defaultdict(list)
+    for row in related:
+        by_target[row["relates_to"] or row["redacts"]].append(row)
+    replies = _reply_previews(items, account=account, room=room, senders=senders)
+    result = []
+    for item in items:
+        rows = by_target.get(item.event_id, [])
+        item = _redacted(item, rows, power) or _edited(item, rows)
+        reactions = _reactions(item, rows, taken_back, power, account.mxid, senders)
+        result.append(replace(item, reactions=reactions, reply=replies.get(item.event_id)))
+    return result
+
+
+def _redacted(item, rows: list[dict], power):
+    for row in rows:
+        if row["event_type"] == "m.room.redaction" and _redaction_allowed(
+            row["sender"], item.sender, power
+        ):
+            return replace(item, body="Message deleted", html="", redacted=True, reply_to="")
+    return None
+
+
+def _edited(item, rows: list[dict]):
+    edits = [
+        row
+        for row in rows
+        if row["rel_type"] == "m.replace"
+        and row["sender"] == item.sender
+        and isinstance(row["raw"].get("content", {}).get("m.new_content"), dict)
+    ]
+    if not edits:
+        return item
+    latest = max(edits, key=lambda row: (row["origin_server_ts"], row["event_id"]))
+    body = latest["raw"]["content"]["m.new_content"].get("body")
+    return replace(
+        item, body=body if isinstance(body, str) else item.body, html=latest["html"], edited=True
+    )
+
+
+def _reactions(item, rows, taken_back, power, own_user_id: str, senders: dict) -> tuple:
+    if item.redacted:
+        return ()
+    by_key: dict[str, dict[str, str]] = defaultdict(dict)  # key -> sender -> reaction event id
+    for row in rows:
+        if row["event_type"] != "m.reaction" or row["rel_type"] != "m.annotation":
+            continue
+        key = row["raw"].get("content", {}).get("m.relates_to", {}).get("key")
+        if not isinstance(key, str) or not key or len(key) > 64:
+            continue
+        redactors = taken_back.get(row["event_id"], set())
+        if any(_redaction_allowed(who, row["sender"], power) for who in redactors):
+            continue
+        by_key[key].setdefault(row["sender"], row["event_id"])
+    return tuple(
+        Reaction(
+            key=key,
+            count=len(who),
+            mine=who.get(own_user_id, ""),
+            names=", ".join(sorted(senders.get(u).name if senders.get(u) else u for u in who)),
+        )
+        for key, who in sorted(by_key.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    )
+
+
+def _reply_previews(items, *, account, room, senders) -> dict[str, ReplyPreview]:
+    wanted = {item.reply_to for item in items if getattr(item, "reply_to", "")}
+    if not wanted:
+        return {}
+    targets = {
+        row["event_id"]: row
+        for row in Event.objects.filter(room=room, event_id__in=wanted).values(
+            "event_id", "sender", "raw"
+        )
+    }
+    streams = dict(
+        TimelineEntry.objects.filter(account=account, event__event_id__in=wanted).values_list(
+            "event__event_id", "id"
+        )
+    )
+    previews = {}
+    for item in items:
+        target = targets.get(getattr(item, "reply_to", ""))
+        if target is None:
+            if getattr(item, "reply_to", ""):
+                previews[item.event_id] = ReplyPreview("", "Original message not loaded", None)
+            continue
+        body = target["raw"].get("content", {}).get("body")
+        body = strip_reply_fallback(body) if isinstance(body, str) else ""
+        sender = senders.get(target["sender"])
+        previews[item.event_id] = ReplyPreview(
+            sender.name if sender else target["sender"],
+            body[:REPLY_PREVIEW_CHARS],
+            streams.get(target["event_id"]),
+        )
+    return previews
