@@ -219,3 +219,17 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.txn_id} {self.status}"
+
+
+class TimelineGap(models.Model):
+    """Events a limited sync skipped, still to fetch: recorded in the same transaction as the sync
+    that found the gap, so a host killed mid-fill leaves it for the next owner instead of losing it."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="gaps")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="gaps")
+    token = models.CharField(max_length=512)
+    pages_fetched = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"gap in {self.room_id} for {self.account_id} from {self.token}"

@@ -20,6 +20,7 @@ from rooms.models import (
     RoomState,
     SyncState,
     TimelineEntry,
+    TimelineGap,
 )
 from rooms.naming import resolve_room
 from rooms.rendering import markdown_to_html, sanitize_html
@@ -46,13 +47,15 @@ class LeaseHandle:
 class IngestResult:
     new_events: int
     rooms_changed: int
-    backfill: list[tuple[str, str]]  # (room_id, prev_batch) of limited timelines
+    gaps: int  # limited timelines recorded as TimelineGap rows, to fill next
 
 
-def sync_ingest(*, lease: LeaseHandle, own_user_id: str, batch: SyncBatch) -> IngestResult:
+def sync_ingest(
+    *, lease: LeaseHandle, own_user_id: str, batch: SyncBatch, initial: bool = False
+) -> IngestResult:
     """Store one /sync response for one account, atomically with its next_batch."""
     new_events = 0
-    backfill: list[tuple[str, str]] = []
+    gaps = 0
     with transaction.atomic():
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         for joined in batch.joined:
@@ -60,7 +63,7 @@ def sync_ingest(*, lease: LeaseHandle, own_user_id: str, batch: SyncBatch) -> In
                 lease.account_id, own_user_id, joined, batch.direct_room_ids
             )
             if joined.limited and joined.prev_batch:
-                backfill.append((joined.room_id, joined.prev_batch))
+                gaps += _record_gap(lease.account_id, joined.room_id, joined.prev_batch, initial)
         for invited in batch.invited:
             _ingest_invite(lease.account_id, own_user_id, invited, batch.direct_room_ids)
         for left in batch.left:
@@ -74,7 +77,7 @@ def sync_ingest(*, lease: LeaseHandle, own_user_id: str, batch: SyncBatch) -> In
         if rooms_changed:
             account_id = lease.account_id
             transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
-    return IngestResult(new_events=new_events, rooms_changed=rooms_changed, backfill=backfill)
+    return IngestResult(new_events=new_events, rooms_changed=rooms_changed, gaps=gaps)
 
 
 def _relations(event: dict) -> dict[str, str]:
@@ -108,6 +111,16 @@ def _event_html(event: dict) -> str:
         return ""
     formatted = content.get("formatted_body")
     return sanitize_html(formatted[:65536]) if isinstance(formatted, str) else ""
+
+
+def _record_gap(account_id: int, room_id: str, prev_batch: str, initial: bool) -> int:
+    """A limited timeline skipped events. An initial sync is limited by design (older history
+    comes by scrolling back), so only later syncs record a gap."""
+    if initial:
+        return 0
+    room = Room.objects.get(room_id=room_id)
+    TimelineGap.objects.create(account_id=account_id, room=room, token=prev_batch)
+    return 1
 
 
 def _store_events(
@@ -529,6 +542,8 @@ def history_ingest(
     room_id: str,
     chunk: list[dict],
     lease: LeaseHandle | None = None,
+    gap: TimelineGap | None = None,
+    next_token: str | None = None,
 ) -> tuple[int, bool]:
     """Store a /messages page (newest first) as older history; returns (new rows, reached known).
 
@@ -544,7 +559,31 @@ def history_ingest(
         )
         _apply_state(room, chunk, replace=False)
         new_rows = _store_events(account_id, room, reversed(chunk), announce=False)
+        if gap is not None:
+            _advance_gap(
+                gap, finished=bool(known) or not next_token or not chunk, next_token=next_token
+            )
     return new_rows, bool(known)
+
+
+MAX_GAP_PAGES = 20
+
+
+def _advance_gap(gap: TimelineGap, *, finished: bool, next_token: str | None) -> None:
+    """Progress on a gap commits with the events it brought: done, or continue from next_token."""
+    gap.pages_fetched += 1
+    if finished or gap.pages_fetched >= MAX_GAP_PAGES:
+        gap.delete()
+        return
+    gap.token = next_token
+    gap.save(update_fields=["token", "pages_fetched"])
+
+
+def gaps_pending(*, account_id: int) -> list[tuple[TimelineGap, str]]:
+    return [
+        (gap, gap.room.room_id)
+        for gap in TimelineGap.objects.filter(account_id=account_id).select_related("room")
+    ]
 
 
 def history_chunk(raw: dict) -> tuple[list[dict], str | None]:

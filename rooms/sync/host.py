@@ -57,6 +57,7 @@ class AccountSync:
             account_id=self.lease.account_id
         )
         attempt = 0
+        first_round = True  # gaps left by an earlier owner are filled after the first sync
         while True:
             try:
                 raw = await sync_api.sync_raw(
@@ -67,14 +68,13 @@ class AccountSync:
                     timeout_ms=settings.SYNC_TIMEOUT_MS,
                 )
                 batch = batch_from_sync_json(raw)
-                initial = not since
                 result = await sync_to_async(services.sync_ingest)(
-                    lease=self.lease, own_user_id=device.user_id, batch=batch
+                    lease=self.lease, own_user_id=device.user_id, batch=batch, initial=not since
                 )
                 since, attempt = batch.next_batch, 0
-                # An initial sync is limited by design: older history comes by scrolling back.
-                for room_id, prev_batch in [] if initial else result.backfill:
-                    await self.fill_gap(device, room_id, prev_batch)
+                if result.gaps or first_round:
+                    await self.fill_gaps(device)
+                first_round = False
             except TokenInvalid:
                 # A new sign-in replaced the device's token: pick up the stored one.
                 fresh = await sync_to_async(selectors.account_device)(
@@ -90,25 +90,30 @@ class AccountSync:
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    GAP_PAGES = 5
-
-    async def fill_gap(self, device: selectors.Device, room_id: str, token: str) -> None:
-        """A limited timeline skipped events: fetch back until we meet events we already have."""
-        for _ in range(self.GAP_PAGES):
-            raw = await sync_api.messages_raw(
-                self.http,
-                homeserver_url=device.homeserver_url,
-                access_token=device.access_token,
-                room_id=room_id,
-                from_token=token,
-            )
-            events, end = services.history_chunk(raw)
-            _, reached_known = await sync_to_async(services.history_ingest)(
-                account_id=self.lease.account_id, room_id=room_id, chunk=events, lease=self.lease
-            )
-            if reached_known or not end or not events:
-                return
-            token = end
+    async def fill_gaps(self, device: selectors.Device) -> None:
+        """Fetch what limited syncs skipped, page by page back to events we already have. Each
+        page commits with the gap's progress, so a crash resumes instead of losing events."""
+        gaps = await sync_to_async(services.gaps_pending)(account_id=self.lease.account_id)
+        for gap, room_id in gaps:
+            while True:
+                raw = await sync_api.messages_raw(
+                    self.http,
+                    homeserver_url=device.homeserver_url,
+                    access_token=device.access_token,
+                    room_id=room_id,
+                    from_token=gap.token,
+                )
+                events, end = services.history_chunk(raw)
+                await sync_to_async(services.history_ingest)(
+                    account_id=self.lease.account_id,
+                    room_id=room_id,
+                    chunk=events,
+                    lease=self.lease,
+                    gap=gap,
+                    next_token=end,
+                )
+                if gap.pk is None:  # finished and deleted
+                    break
 
 
 class OutboxSender:

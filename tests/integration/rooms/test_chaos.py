@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.integration.rooms.helpers import join, signed_in_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[3]
+LOG_DIR = Path(tempfile.mkdtemp(prefix="chaos-hosts-"))
 
 
 def database_url() -> str:
@@ -41,12 +43,21 @@ def start_host() -> subprocess.Popen:
         "SYNC_LEASE_SECONDS": "2",
         "SYNC_TIMEOUT_MS": "1000",
     }
+    log = open(LOG_DIR / f"host-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "manage.py", "sync_host", "--capacity", "5"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def host_logs() -> str:
+    """The tail of every host's log, for a failure message."""
+    return "\n".join(
+        f"--- {path.name}\n{path.read_text(errors='replace')[-1500:]}"
+        for path in sorted(LOG_DIR.glob("host-*.log"))
     )
 
 
@@ -115,7 +126,7 @@ async def test_sigkilled_hosts_lose_and_double_nothing(
     assert len(expected) == 60
     survivor = start_host()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             stored = await sync_to_async(stored_event_ids)(account, created.room_id)
             if len(stored) >= len(expected):
@@ -125,5 +136,5 @@ async def test_sigkilled_hosts_lose_and_double_nothing(
         survivor.send_signal(signal.SIGTERM)
         survivor.wait(timeout=30)
     stored = await sync_to_async(stored_event_ids)(account, created.room_id)
-    assert sorted(stored) == sorted(expected)
+    assert sorted(stored) == sorted(expected), host_logs()
     assert len(stored) == len(set(stored))

@@ -88,3 +88,32 @@ async def test_two_hosts_one_account_only_one_syncs(client, matrix_user_factory)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+async def test_a_limited_sync_gap_is_filled_and_survives_a_restart(
+    client, matrix_user_factory, nio_peer_factory
+):
+    from rooms.models import SyncState, TimelineGap
+
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    peer = await nio_peer_factory()
+    created = await peer.room_create(name="Busy", invite=[me.user_id])
+    await sync_to_async(join)(account, created.room_id)
+
+    def synced() -> bool:
+        return SyncState.objects.filter(account=account).exclude(next_batch="").exists()
+
+    assert await run_host_until(synced)
+    sent = []
+    for n in range(70):  # more than the sync filter's timeline limit of 50: a gap
+        response = await peer.room_send(
+            created.room_id, "m.room.message", {"msgtype": "m.text", "body": f"busy {n}"}
+        )
+        sent.append(response.event_id)
+
+    def all_stored() -> bool:
+        return TimelineEntry.objects.filter(account=account, event__event_id__in=sent).count() == 70
+
+    assert await run_host_until(all_stored)
+    assert not await sync_to_async(TimelineGap.objects.filter(account=account).exists)()
