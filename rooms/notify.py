@@ -111,3 +111,13 @@ def _updated_messages(account: MatrixAccount, event_ids) -> list[str]:
             for item in items
         )
     return parts
+
+
+def typing_changed(*, account_id: int, typing: dict[str, list[str]]) -> None:
+    """Who is typing in which room, rendered for the account's open pages (not stored)."""
+    parts = []
+    for room in Room.objects.filter(room_id__in=list(typing)):
+        names = selectors.typing_names(room=room, user_ids=typing[room.room_id])
+        parts.append(render_to_string("rooms/live.html#typing", {"room": room, "names": names}))
+    if parts:
+        _push_html(account_id, "".join(parts))

@@ -381,3 +381,8 @@ def room_directory(*, account: MatrixAccount, term: str = "") -> list[DirectoryR
             account.homeserver_url, access_token=account.access_token, term=term.strip()[:100]
         )
     ]
+
+
+def typing_names(*, room: Room, user_ids: list[str]) -> list[str]:
+    senders = _senders(room)
+    return [senders[u].name if u in senders else u for u in user_ids]

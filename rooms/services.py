@@ -68,6 +68,16 @@ def sync_ingest(
             _ingest_invite(lease.account_id, own_user_id, invited, batch.direct_room_ids)
         for left in batch.left:
             new_events += _ingest_left(lease.account_id, left)
+        typing = {
+            joined.room_id: [u for u in joined.typing if u != own_user_id]
+            for joined in batch.joined
+            if joined.typing is not None
+        }
+        if typing:
+            account_id = lease.account_id
+            transaction.on_commit(
+                lambda: notify.typing_changed(account_id=account_id, typing=typing)
+            )
         if batch.direct_room_ids is not None:
             _apply_direct_flags(lease.account_id, batch.direct_room_ids)
         SyncState.objects.update_or_create(
@@ -748,3 +758,14 @@ def room_join_by_address(*, account: MatrixAccount, address: str) -> str:
     )
     _mark_joined(account, room_id, name=address if address.startswith("#") else "Joining…")
     return room_id
+
+
+def room_typing(*, account: MatrixAccount, room_id: str, typing: bool) -> None:
+    """Tell the room we are (or stopped) typing; the homeserver forgets it after a few seconds."""
+    client_api.set_typing(
+        account.homeserver_url,
+        access_token=account.access_token,
+        room_id=room_id,
+        user_id=account.mxid,
+        typing=typing,
+    )

@@ -364,3 +364,16 @@ def room_act(request: HttpRequest, room_id: str) -> HttpResponse:
     if action == "reply":
         return render(request, "rooms/room.html#outbox-item", {"message": message})
     return HttpResponse(status=204)
+
+
+@login_required
+@require_POST
+def room_typing(request: HttpRequest, room_id: str) -> HttpResponse:
+    account, _membership = _joined_or_404(request, room_id)
+    try:
+        services.room_typing(
+            account=account, room_id=room_id, typing=request.POST.get("typing") == "1"
+        )
+    except MatrixError as error:
+        return HttpResponse(error.message, status=502)
+    return HttpResponse(status=204)

@@ -301,3 +301,26 @@ def get_direct_rooms(
     return {
         k: [r for r in v if isinstance(r, str)] for k, v in reply.items() if isinstance(v, list)
     }
+
+
+def set_typing(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    room_id: str,
+    user_id: str,
+    typing: bool,
+    timeout_ms: int = 6000,
+    timeout: float = 10.0,
+) -> None:
+    body: dict = {"typing": typing}
+    if typing:
+        body["timeout"] = timeout_ms
+    matrix_request(
+        homeserver_url,
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(user_id)}",
+        token=access_token,
+        body=body,
+        timeout=timeout,
+    )

@@ -17,6 +17,7 @@ class JoinedRoomBatch:
     invited_count: int | None = None
     notification_count: int | None = None
     highlight_count: int | None = None
+    typing: list[str] | None = None  # None: no news; []: nobody is typing any more
 
 
 @dataclass
@@ -135,6 +136,7 @@ def batch_from_sync_json(raw: Any) -> SyncBatch:
                 invited_count=_int_or_none(summary.get("m.invited_member_count")),
                 notification_count=_int_or_none(counts.get("notification_count")),
                 highlight_count=_int_or_none(counts.get("highlight_count")),
+                typing=_typing(room),
             )
         )
     for room_id, room in _dict(rooms.get("invite")).items():
@@ -162,6 +164,15 @@ def batch_from_sync_json(raw: Any) -> SyncBatch:
     batch.direct_room_ids = _direct_rooms(raw)
     batch.dropped_events = counter.dropped
     return batch
+
+
+def _typing(room: dict) -> list[str] | None:
+    """Who is typing, from the room's m.typing ephemeral event (None when the sync has none)."""
+    for event in _list(_dict(room.get("ephemeral")).get("events")):
+        if isinstance(event, dict) and event.get("type") == "m.typing":
+            users = _dict(event.get("content")).get("user_ids")
+            return [u for u in _list(users) if isinstance(u, str)][:20]
+    return None
 
 
 def _direct_rooms(raw: dict) -> set[str] | None:

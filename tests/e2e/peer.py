@@ -70,6 +70,20 @@ class SyncPeer:
                     return source
         raise AssertionError(f"no matching event in {room_id} within {timeout:.0f}s")
 
+    def typing(self, room_id: str, typing: bool = True) -> None:
+        self.call(self.client.room_typing(room_id, typing, timeout=10000))
+
+    def wait_for_typing(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.call(self.client.sync(timeout=1000, since=self.since))
+            self.since = response.next_batch
+            joined = response.rooms.join.get(room_id)
+            for event in joined.ephemeral if joined else []:
+                if user_id in (getattr(event, "users", None) or []):
+                    return
+        raise AssertionError(f"{user_id} never typed in {room_id} within {timeout:.0f}s")
+
     def join(self, room_id: str) -> None:
         self.call(self.client.join(room_id))
 

@@ -107,3 +107,19 @@ def test_backoff_is_capped_jittered_and_honours_retry_after():
     assert delays[0] <= 1.0
     assert len({round(backoff_delay(8), 6) for _ in range(20)}) > 1
     assert backoff_delay(0, retry_after_ms=90_000) == 90.0
+
+
+def test_typing_comes_from_the_ephemeral_m_typing_event():
+    def room(ephemeral):
+        return {
+            "next_batch": "s",
+            "rooms": {"join": {"!r:hs": {"ephemeral": {"events": ephemeral}}}},
+        }
+
+    typing = [{"type": "m.typing", "content": {"user_ids": ["@a:hs", 5, "@b:hs"]}}]
+    assert batch_from_sync_json(room(typing)).joined[0].typing == ["@a:hs", "@b:hs"]
+    stopped = [{"type": "m.typing", "content": {"user_ids": []}}]
+    assert batch_from_sync_json(room(stopped)).joined[0].typing == []
+    assert (
+        batch_from_sync_json(room([{"type": "m.receipt", "content": {}}])).joined[0].typing is None
+    )
