@@ -1,11 +1,15 @@
-"""Media shown in pages: validated, fetched with the person's own access, only safe image types."""
+"""Media: uploads go to the homeserver with the person's own token and out as a message through
+the outbox; downloads come back through our proxy with the spec's media security rules."""
 
 from dataclasses import dataclass
 
 from accounts.matrix import media_api
 from accounts.models import MatrixAccount
+from rooms import services
+from rooms.models import OutboxMessage, Room
 
 INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+DEFAULT_UPLOAD_LIMIT = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -14,14 +18,86 @@ class Thumbnail:
     content_type: str
 
 
-def avatar_thumbnail(*, account: MatrixAccount, server_name: str, media_id: str) -> Thumbnail:
+def avatar_thumbnail(
+    *,
+    account: MatrixAccount,
+    server_name: str,
+    media_id: str,
+    size: int = 96,
+    method: str = "crop",
+) -> Thumbnail:
     body, content_type = media_api.fetch_thumbnail(
         account.homeserver_url,
         access_token=account.access_token,
         server_name=server_name,
         media_id=media_id,
-        size=96,
+        size=size,
+        method=method,
     )
     if content_type not in INLINE_IMAGE_TYPES:
         raise ValueError("not an inline image type")
     return Thumbnail(body=body, content_type=content_type)
+
+
+def upload_limit(*, account: MatrixAccount) -> int:
+    """The homeserver's own limit (m.upload.size), so we refuse before sending a byte."""
+    config = media_api.media_config(account.homeserver_url, access_token=account.access_token)
+    limit = config.get("m.upload.size")
+    return limit if isinstance(limit, int) and limit > 0 else DEFAULT_UPLOAD_LIMIT
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} bytes"
+
+
+def media_send(*, account: MatrixAccount, room: Room, uploaded) -> OutboxMessage:
+    """Upload a file someone picked and queue the message that shows it (image or file)."""
+    name = (getattr(uploaded, "name", "") or "file")[:255]
+    size = getattr(uploaded, "size", 0) or 0
+    if size <= 0:
+        raise services.MessageRejected("That file is empty.")
+    limit = upload_limit(account=account)
+    if size > limit:
+        raise services.MessageRejected(
+            f"{name} is {_human(size)}; this homeserver accepts files up to {_human(limit)}."
+        )
+    content_type = (getattr(uploaded, "content_type", "") or "application/octet-stream")[:100]
+    uploaded.seek(0)
+    uri = media_api.upload(
+        account.homeserver_url,
+        access_token=account.access_token,
+        stream=uploaded,
+        size=size,
+        content_type=content_type,
+        filename=name,
+    )
+    msgtype = "m.image" if content_type in INLINE_IMAGE_TYPES else "m.file"
+    content = {
+        "msgtype": msgtype,
+        "body": name,
+        "url": uri,
+        "info": {"mimetype": content_type, "size": size},
+    }
+    return services.queue_content(account_id=account.pk, room=room, content=content)
+
+
+@dataclass
+class Download:
+    response: object
+    content_type: str
+    length: int | None
+    inline: bool
+
+
+def media_download(*, account: MatrixAccount, server_name: str, media_id: str) -> Download:
+    response, content_type, length = media_api.open_download(
+        account.homeserver_url,
+        access_token=account.access_token,
+        server_name=server_name,
+        media_id=media_id,
+    )
+    return Download(response, content_type, length, inline=content_type in INLINE_IMAGE_TYPES)

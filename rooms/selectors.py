@@ -90,6 +90,7 @@ class TimelineItem:
     reactions: tuple = ()
     reply: "ReplyPreview | None" = None
     room_id: str = ""
+    media: "MediaRef | None" = None
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
 
@@ -101,6 +102,40 @@ class TimelineItem:
     @property
     def day_label(self) -> str:
         return _day(self.origin_server_ts).strftime("%A %-d %B %Y")
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    kind: str
+    server_name: str
+    media_id: str
+    name: str
+    size_label: str
+
+
+def media_ref(raw: dict) -> MediaRef | None:
+    """The file or image a message carries, when its mxc:// address is well formed."""
+    content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
+    kind = content.get("msgtype")
+    if raw.get("type") != "m.room.message" or kind not in (
+        "m.image",
+        "m.file",
+        "m.video",
+        "m.audio",
+    ):
+        return None
+    parsed = parse_mxc(content.get("url", ""))
+    if parsed is None:
+        return None
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    size = info.get("size")
+    label = (
+        f"{size / 1024 / 1024:.1f} MB"
+        if isinstance(size, int) and size >= 1024 * 1024
+        else (f"{size / 1024:.0f} kB" if isinstance(size, int) and size > 0 else "")
+    )
+    name = content.get("body") if isinstance(content.get("body"), str) else "file"
+    return MediaRef(kind, parsed[0], parsed[1], name[:200], label)
 
 
 def _day(origin_server_ts: int) -> datetime:
@@ -235,6 +270,7 @@ def timeline_items(
                 txn_id=_txn_of(event.raw) if event.sender == account.mxid else "",
                 reply_to=event.reply_to,
                 room_id=room.room_id,
+                media=media_ref(event.raw),
                 redacted=_redacted_by_server(event.raw),
             )
         )

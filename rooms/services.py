@@ -421,6 +421,11 @@ def _queue(
     return message
 
 
+def queue_content(*, account_id: int, room: Room, content: dict) -> OutboxMessage:
+    """Queue a message whose content another service built (an uploaded file, say)."""
+    return _queue(account_id=account_id, room=room, content=content)
+
+
 def message_send(*, account_id: int, room: Room, body: str, reply_to: str = "") -> OutboxMessage:
     """Queue a text message (Markdown becomes formatted_body), optionally as a reply."""
     content = _text_content(check_message_body(body))

@@ -18,8 +18,10 @@ urlpatterns = [
     path("rooms/<str:room_id>/read/", views.room_read, name="read"),
     path("rooms/<str:room_id>/act/", views.room_act, name="act"),
     path("rooms/<str:room_id>/typing/", views.room_typing, name="typing"),
+    path("rooms/<str:room_id>/upload/", views.room_upload, name="upload"),
     path("rooms/<str:room_id>/invite/", views.room_invite, name="invite"),
     path("rooms/<str:room_id>/join/", views.room_membership, {"action": "join"}, name="join"),
     path("rooms/<str:room_id>/leave/", views.room_membership, {"action": "leave"}, name="leave"),
     path("media/avatar/<str:server_name>/<str:media_id>", views.avatar, name="avatar"),
+    path("media/file/<str:server_name>/<str:media_id>", views.media_file, name="media_file"),
 ]

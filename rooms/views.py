@@ -1,8 +1,16 @@
 """Pages: thin views that call a selector and render. Every htmx link keeps a real href."""
 
+from urllib.parse import quote
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -76,8 +84,13 @@ def avatar(request: HttpRequest, server_name: str, media_id: str) -> HttpRespons
     """A small avatar thumbnail fetched with the person's own access (authenticated media)."""
     account = _account_or_404(request)
     try:
+        large = request.GET.get("size") == "large"
         thumbnail = media.avatar_thumbnail(
-            account=account, server_name=server_name, media_id=media_id
+            account=account,
+            server_name=server_name,
+            media_id=media_id,
+            size=480 if large else 96,
+            method="scale" if large else "crop",
         )
     except (MatrixError, ValueError):
         raise Http404("No such avatar.") from None
@@ -377,3 +390,56 @@ def room_typing(request: HttpRequest, room_id: str) -> HttpResponse:
     except MatrixError as error:
         return HttpResponse(error.message, status=502)
     return HttpResponse(status=204)
+
+
+@login_required
+@require_POST
+def room_upload(request: HttpRequest, room_id: str) -> HttpResponse:
+    """A picked file goes to the homeserver, then out as an image or file message."""
+    account, membership = _joined_or_404(request, room_id)
+    uploaded = request.FILES.get("file")
+    try:
+        if uploaded is None:
+            raise services.MessageRejected("Choose a file first.")
+        message = media.media_send(account=account, room=membership.room, uploaded=uploaded)
+    except (services.MessageRejected, MatrixError) as error:
+        if request.htmx:
+            return HttpResponse(
+                f'<li class="event error" role="alert">{escape(str(error))}</li>', status=200
+            )
+        messages.error(request, str(error))
+        return redirect("rooms:room", room_id=room_id)
+    if not request.htmx:
+        return redirect("rooms:room", room_id=room_id)
+    return render(request, "rooms/room.html#outbox-item", {"message": message})
+
+
+@login_required
+@require_GET
+def media_file(request: HttpRequest, server_name: str, media_id: str) -> HttpResponse:
+    """Media through our proxy with the person's own access: safe images inline, everything else
+    as an attachment, never sniffed, and sandboxed if opened."""
+    account = _account_or_404(request)
+    try:
+        download = media.media_download(account=account, server_name=server_name, media_id=media_id)
+    except (MatrixError, ValueError):
+        raise Http404("No such file.") from None
+
+    def chunks():
+        with download.response:
+            while chunk := download.response.read(64 * 1024):
+                yield chunk
+
+    response = StreamingHttpResponse(
+        chunks(),
+        content_type=download.content_type if download.inline else "application/octet-stream",
+    )
+    if download.length is not None:
+        response["Content-Length"] = str(download.length)
+    name = request.GET.get("name", "")[:200] or media_id
+    disposition = "inline" if download.inline else "attachment"
+    response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{quote(name)}"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -49,7 +49,7 @@ def matrix_request(
 ) -> dict[str, Any]:
     """Send one JSON request and return the decoded JSON object, or raise a MatrixError."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(_url(base_url, path), data=data, method=method)  # noqa: S310
+    request = urllib.request.Request(endpoint_url(base_url, path), data=data, method=method)  # noqa: S310
     request.add_header("Accept", "application/json")
     if data is not None:
         request.add_header("Content-Type", "application/json")
@@ -64,7 +64,7 @@ def matrix_request(
         raise HomeserverUnreachable() from error
 
 
-def _url(base_url: str, path: str) -> str:
+def endpoint_url(base_url: str, path: str) -> str:
     """Only http(s) homeservers: a configured file:// or custom scheme must never be opened."""
     if not base_url:
         raise HomeserverUnreachable("No Matrix homeserver URL is configured.")
@@ -121,7 +121,7 @@ def matrix_fetch_bytes(
     base_url: str, path: str, *, token: str, timeout: float = 15.0, max_bytes: int = 5_000_000
 ) -> tuple[bytes, str]:
     """GET a binary resource (media); returns (body, content type), refusing oversized bodies."""
-    request = urllib.request.Request(_url(base_url, path), method="GET")  # noqa: S310
+    request = urllib.request.Request(endpoint_url(base_url, path), method="GET")  # noqa: S310
     request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

@@ -121,6 +121,18 @@
   document.addEventListener("htmx:oobAfterSwap", reportRead);
   document.addEventListener("DOMContentLoaded", reportRead);
 
+  // Upload progress: the request's own progress events drive the form's <progress>.
+  document.addEventListener("htmx:xhr:progress", (event) => {
+    const bar = event.target.closest?.("form.upload")?.querySelector("progress");
+    if (!bar || !event.detail.lengthComputable) return;
+    bar.hidden = false;
+    bar.value = Math.round((event.detail.loaded / event.detail.total) * 100);
+  });
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const bar = event.target.closest?.("form.upload")?.querySelector("progress");
+    if (bar) { bar.hidden = true; bar.value = 0; }
+  });
+
   document.addEventListener("htmx:wsOpen", catchUp);
   document.addEventListener("DOMContentLoaded", () => {
     const list = timeline();

@@ -114,6 +114,7 @@ def write_synapse_config(
     }
     if for_tests:
         config["bcrypt_rounds"] = 4
+        config["max_upload_size"] = "5M"  # small enough to test the limit quickly
     path = data_dir / "homeserver.yaml"
     path.write_text(json.dumps(config, indent=2))
     return path
