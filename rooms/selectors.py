@@ -129,13 +129,17 @@ def media_ref(raw: dict) -> MediaRef | None:
         return None
     info = content.get("info") if isinstance(content.get("info"), dict) else {}
     size = info.get("size")
-    label = (
-        f"{size / 1024 / 1024:.1f} MB"
-        if isinstance(size, int) and size >= 1024 * 1024
-        else (f"{size / 1024:.0f} kB" if isinstance(size, int) and size > 0 else "")
-    )
+    label = _size_label(size) if isinstance(size, int) and size > 0 else ""
     name = content.get("body") if isinstance(content.get("body"), str) else "file"
     return MediaRef(kind, parsed[0], parsed[1], name[:200], label)
+
+
+def _size_label(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} kB"
+    return f"{size / 1024 / 1024:.1f} MB"
 
 
 def _day(origin_server_ts: int) -> datetime:
