@@ -27,6 +27,15 @@ def outbox_group(account_id: int) -> str:
     return f"outbox.{account_id}"
 
 
+HOSTS_GROUP = "sync.hosts"
+
+
+def hosts_claim_now() -> None:
+    """An account needs an owner (someone just signed in): hosts claim at once, not at the next
+    heartbeat, so a new person's rooms appear in moments."""
+    _group_send(HOSTS_GROUP, {"type": "hosts.claim"})
+
+
 def _group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 from django.db.models import Q
 
 from accounts.models import MatrixAccount
-from rooms.models import Event, Room, RoomState, TimelineEntry
+from rooms.models import Event, Room, TimelineEntry
+from rooms.powers import Powers, room_powers
 
 REPLY_PREVIEW_CHARS = 140
 
@@ -34,27 +35,8 @@ def is_hidden(event_type: str, rel_type: str) -> bool:
     return event_type in ("m.reaction", "m.room.redaction") or rel_type == "m.replace"
 
 
-def _power(room: Room) -> tuple[dict[str, int], int, int]:
-    content = (
-        RoomState.objects.filter(room=room, event_type="m.room.power_levels", state_key="")
-        .values_list("content", flat=True)
-        .first()
-        or {}
-    )
-    users = content.get("users") if isinstance(content.get("users"), dict) else {}
-    levels = {u: v for u, v in users.items() if isinstance(v, int)}
-    default = content.get("users_default", 0)
-    redact = content.get("redact", 50)
-    return (
-        levels,
-        default if isinstance(default, int) else 0,
-        redact if isinstance(redact, int) else 50,
-    )
-
-
-def _redaction_allowed(redactor: str, target_sender: str, power) -> bool:
-    levels, default, redact = power
-    return redactor == target_sender or levels.get(redactor, default) >= redact
+def _redaction_allowed(redactor: str, target_sender: str, powers: Powers) -> bool:
+    return redactor == target_sender or powers.level(redactor) >= powers.redact
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -93,7 +75,7 @@ def apply_relations(items: list, *, account: MatrixAccount, room: Room, senders:
     if reaction_ids:
         for row in seen.filter(redacts__in=reaction_ids).values("redacts", "sender"):
             taken_back[row["redacts"]].add(row["sender"])
-    power = _power(room)
+    power = room_powers(room)
     by_target: dict[str, list[dict]] = defaultdict(list)
     for row in related:
         by_target[row["relates_to"] or row["redacts"]].append(row)

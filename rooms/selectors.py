@@ -10,6 +10,7 @@ from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
 from rooms.naming import member_names
+from rooms.powers import room_powers
 from rooms.relations import (
     ReplyPreview,
     apply_relations,
@@ -426,3 +427,51 @@ def room_directory(*, account: MatrixAccount, term: str = "") -> list[DirectoryR
 def typing_names(*, room: Room, user_ids: list[str]) -> list[str]:
     senders = _senders(room)
     return [senders[u].name if u in senders else u for u in user_ids]
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: str
+    name: str
+    power: int
+
+    @property
+    def role(self) -> str:
+        if self.power >= 100:
+            return "Admin"
+        if self.power >= 50:
+            return "Moderator"
+        return "Member"
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    members: list[Member]
+    own_power: int
+    posting: str
+    can_change: bool
+
+
+def room_settings(*, account: MatrixAccount, membership: Membership) -> RoomSettings:
+    """Members with their roles (from the homeserver: lazy-loaded state lacks silent members)
+    and what this person may change."""
+    room = membership.room
+    joined = client_api.joined_members(
+        account.homeserver_url, access_token=account.access_token, room_id=room.room_id
+    )
+    names = member_names(
+        {u: {"displayname": v.get("display_name"), "membership": "join"} for u, v in joined.items()}
+    )
+    powers = room_powers(room)
+    level = powers.level
+
+    members = sorted(
+        (Member(u, names[u], level(u)) for u in joined), key=lambda m: (-m.power, m.name.lower())
+    )
+    own = level(account.mxid)
+    return RoomSettings(
+        members=members,
+        own_power=own,
+        posting="moderators" if powers.events_default >= 50 else "everyone",
+        can_change=own >= powers.state_default,
+    )

@@ -774,3 +774,46 @@ def room_typing(*, account: MatrixAccount, room_id: str, typing: bool) -> None:
         user_id=account.mxid,
         typing=typing,
     )
+
+
+# --- room settings (state changes: no crypto state involved) ---
+
+POSTING = {"everyone": 0, "moderators": 50}
+
+
+def room_settings_update(
+    *, account: MatrixAccount, room_id: str, name: str, topic: str, posting: str
+) -> None:
+    """Rename, re-topic and choose who may post; only what changed is sent, and the homeserver's
+    refusal (not enough power) comes back as a clear message."""
+    name, topic = check_room_fields(name=name, topic=topic)
+    if posting not in POSTING:
+        raise MessageRejected("Choose who may post: everyone or moderators only.")
+    current = client_api.room_state_event(
+        account.homeserver_url,
+        access_token=account.access_token,
+        room_id=room_id,
+        event_type="m.room.power_levels",
+    )
+    state = {
+        (s.event_type, s.state_key): s.content
+        for s in RoomState.objects.filter(
+            room__room_id=room_id, event_type__in=["m.room.name", "m.room.topic"]
+        )
+    }
+
+    def put(event_type: str, content: dict) -> None:
+        client_api.put_room_state(
+            account.homeserver_url,
+            access_token=account.access_token,
+            room_id=room_id,
+            event_type=event_type,
+            content=content,
+        )
+
+    if state.get(("m.room.name", ""), {}).get("name") != name:
+        put("m.room.name", {"name": name})
+    if state.get(("m.room.topic", ""), {}).get("topic", "") != topic:
+        put("m.room.topic", {"topic": topic})
+    if current.get("events_default", 0) != POSTING[posting]:
+        put("m.room.power_levels", {**current, "events_default": POSTING[posting]})

@@ -17,6 +17,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/outbox/<str:txn_id>/retry/", views.outbox_retry, name="retry"),
     path("rooms/<str:room_id>/read/", views.room_read, name="read"),
     path("rooms/<str:room_id>/act/", views.room_act, name="act"),
+    path("rooms/<str:room_id>/settings/", views.room_settings, name="settings"),
     path("rooms/<str:room_id>/typing/", views.room_typing, name="typing"),
     path("rooms/<str:room_id>/upload/", views.room_upload, name="upload"),
     path("rooms/<str:room_id>/invite/", views.room_invite, name="invite"),

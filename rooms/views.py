@@ -232,7 +232,7 @@ def _shell(request: HttpRequest, account, template: str, **context) -> HttpRespo
         {
             "account": account,
             "room_list": selectors.room_list(account=account),
-            "current_room_id": None,
+            "current_room_id": context.pop("current_room_id", None),
             **context,
         },
         status=status,
@@ -443,3 +443,38 @@ def media_file(request: HttpRequest, server_name: str, media_id: str) -> HttpRes
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
+    account, membership = _joined_or_404(request, room_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.room_settings_update(
+                account=account,
+                room_id=room_id,
+                name=request.POST.get("name", ""),
+                topic=request.POST.get("topic", ""),
+                posting=request.POST.get("posting", ""),
+            )
+        except (services.MessageRejected, MatrixError) as failure:
+            error = str(failure)
+        else:
+            messages.success(request, "Room settings saved.")
+            return redirect("rooms:settings", room_id=room_id)
+    try:
+        settings_view = selectors.room_settings(account=account, membership=membership)
+    except MatrixError as failure:
+        settings_view, error = None, error or failure.message
+    return _shell(
+        request,
+        account,
+        "rooms/settings.html",
+        membership=membership,
+        settings=settings_view,
+        error=error,
+        current_room_id=room_id,
+        status=400 if error and request.method == "POST" else 200,
+    )

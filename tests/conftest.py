@@ -3,6 +3,7 @@
 Unit tests need none of them; integration and browser tests ask for `synapse` (directly or through
 `matrix_user_factory`)."""
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture(scope="session", autouse=True)
 def redis_url(tmp_path_factory) -> Iterator[str]:
-    """The machine's Redis when it answers (REDIS_URL or 127.0.0.1:6379), else a private one."""
-    import os
+    """The machine's Redis when it answers (REDIS_URL or 127.0.0.1:6379), else a private one.
 
+    Autouse: settings must point at a live Redis before any test touches Celery or the channel
+    layer, and the check costs one PING."""
     url = os.environ.get("REDIS_URL", DEFAULT_REDIS)
     private = None
     if not redis_reachable(url):
@@ -40,6 +42,7 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory) -> Iterator[SynapseProcess]:
+    """One real Synapse per session (~2 s to start), rate limits lifted, bcrypt cheap."""
     server = start_synapse(tmp_path_factory.mktemp("synapse"), for_tests=True)
     settings.MATRIX_HOMESERVER_URL = server.url
     settings.MATRIX_REGISTRATION_SHARED_SECRET = server.shared_secret

@@ -324,3 +324,58 @@ def set_typing(
         body=body,
         timeout=timeout,
     )
+
+
+def joined_members(
+    homeserver_url: str, *, access_token: str, room_id: str, timeout: float = 15.0
+) -> dict[str, dict]:
+    """Everyone joined to a room now: {user_id: {display_name, avatar_url}}."""
+    reply = matrix_request(
+        homeserver_url,
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/joined_members",
+        token=access_token,
+        timeout=timeout,
+    )
+    joined = reply.get("joined")
+    return (
+        {k: v for k, v in joined.items() if isinstance(v, dict)} if isinstance(joined, dict) else {}
+    )
+
+
+def room_state_event(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    room_id: str,
+    event_type: str,
+    state_key: str = "",
+    timeout: float = 15.0,
+) -> dict:
+    return matrix_request(
+        homeserver_url,
+        "GET",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{quote(event_type)}/{quote(state_key)}",
+        token=access_token,
+        timeout=timeout,
+    )
+
+
+def put_room_state(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    room_id: str,
+    event_type: str,
+    content: dict,
+    state_key: str = "",
+    timeout: float = 15.0,
+) -> None:
+    matrix_request(
+        homeserver_url,
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/state/{quote(event_type)}/{quote(state_key)}",
+        token=access_token,
+        body=content,
+        timeout=timeout,
+    )

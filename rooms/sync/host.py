@@ -184,14 +184,17 @@ class SyncHost:
         self.layer = get_channel_layer()
         self.channel: str | None = None
         self.receiver: asyncio.Task | None = None
+        self.claim_now = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with sync_api.new_http_session() as http:
             try:
+                await self._ensure_channel()
+                if self.layer is not None:
+                    await self.layer.group_add(notify.HOSTS_GROUP, self.channel)
                 while not stop.is_set():
                     await self.heartbeat(http)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=self.lease_seconds / 3)
+                    await self._sleep_until_due(stop)
             finally:
                 await self.release_all()
                 if self.receiver is not None:
@@ -233,13 +236,29 @@ class SyncHost:
             host_id=self.host_id, capacity=self.capacity, account_count=len(self.owned)
         )
 
+    async def _sleep_until_due(self, stop: asyncio.Event) -> None:
+        """Until the next heartbeat, or earlier when stopping or when new accounts want a host."""
+        stopping = asyncio.create_task(stop.wait())
+        claiming = asyncio.create_task(self.claim_now.wait())
+        await asyncio.wait(
+            {stopping, claiming},
+            timeout=self.lease_seconds / 3,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for task in (stopping, claiming):
+            task.cancel()
+        self.claim_now.clear()
+
+    async def _ensure_channel(self) -> None:
+        if self.layer is not None and self.channel is None:
+            self.channel = await self.layer.new_channel()
+            self.receiver = asyncio.create_task(self._receive_nudges(), name="host-nudges")
+
     async def _listen_for_nudges(self, account_id: int) -> None:
         """Join the account's outbox group so a send wakes its sender at once."""
         if self.layer is None:
             return
-        if self.channel is None:
-            self.channel = await self.layer.new_channel()
-            self.receiver = asyncio.create_task(self._receive_nudges(), name="outbox-nudges")
+        await self._ensure_channel()
         await self.layer.group_add(notify.outbox_group(account_id), self.channel)
 
     async def _receive_nudges(self) -> None:
@@ -251,6 +270,9 @@ class SyncHost:
             except Exception:  # the periodic sweep still sends; keep listening
                 log.warning("outbox nudge receive failed", exc_info=True)
                 await asyncio.sleep(1)
+                continue
+            if message.get("type") == "hosts.claim":
+                self.claim_now.set()
                 continue
             owned = self.owned.get(message.get("account_id"))
             if owned is not None:

