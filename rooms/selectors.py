@@ -92,6 +92,7 @@ class TimelineItem:
     reply: "ReplyPreview | None" = None
     room_id: str = ""
     media: "MediaRef | None" = None
+    mentions_me: bool = False
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
 
@@ -133,6 +134,37 @@ def media_ref(raw: dict) -> MediaRef | None:
     label = _size_label(size) if isinstance(size, int) and size > 0 else ""
     name = content.get("body") if isinstance(content.get("body"), str) else "file"
     return MediaRef(kind, parsed[0], parsed[1], name[:200], label)
+
+
+def _mentions(raw: dict, account: MatrixAccount) -> bool:
+    """Intentional mentions (m.mentions) when the sender declares them, else the old way: our
+    user id or localpart in the text."""
+    content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
+    declared = content.get("m.mentions")
+    if isinstance(declared, dict):
+        users = declared.get("user_ids")
+        return isinstance(users, list) and account.mxid in users
+    body = content.get("body")
+    return isinstance(body, str) and (account.mxid in body or f"@{account.localpart}" in body)
+
+
+def mention_candidates(*, account: MatrixAccount, room: Room, term: str) -> "list[PersonHit]":
+    """Joined members whose name or id starts with what follows the @ (from the homeserver:
+    lazy-loaded state lacks members who have not spoken)."""
+    term = term.strip().lstrip("@").lower()
+    joined = client_api.joined_members(
+        account.homeserver_url, access_token=account.access_token, room_id=room.room_id
+    )
+    names = member_names(
+        {u: {"displayname": v.get("display_name"), "membership": "join"} for u, v in joined.items()}
+    )
+    hits = [
+        PersonHit(user_id, names[user_id])
+        for user_id in joined
+        if user_id != account.mxid
+        and (names[user_id].lower().startswith(term) or user_id[1:].lower().startswith(term))
+    ]
+    return sorted(hits, key=lambda hit: hit.display_name.lower())[:8]
 
 
 def _size_label(size: int) -> str:
@@ -276,6 +308,7 @@ def timeline_items(
                 reply_to=event.reply_to,
                 room_id=room.room_id,
                 media=media_ref(event.raw),
+                mentions_me=event.sender != account.mxid and _mentions(event.raw, account),
                 redacted=_redacted_by_server(event.raw),
             )
         )

@@ -397,11 +397,18 @@ def check_message_body(body: str) -> str:
     return text
 
 
+PILL_RE = re.compile(r"https://matrix\.to/#/(@[A-Za-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?)")
+
+
 def _text_content(text: str) -> dict:
+    """Markdown becomes formatted_body; people linked with matrix.to pills are mentioned
+    intentionally (m.mentions), so only they are notified."""
     content: dict = {"msgtype": "m.text", "body": text}
     html = markdown_to_html(text)
     if html:
         content.update(format="org.matrix.custom.html", formatted_body=html)
+    mentioned = sorted(set(PILL_RE.findall(text)))
+    content["m.mentions"] = {"user_ids": mentioned} if mentioned else {}
     return content
 
 

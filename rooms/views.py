@@ -478,3 +478,16 @@ def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
         current_room_id=room_id,
         status=400 if error and request.method == "POST" else 200,
     )
+
+
+@login_required
+@require_GET
+def mention_suggestions(request: HttpRequest, room_id: str) -> HttpResponse:
+    account, membership = _joined_or_404(request, room_id)
+    try:
+        hits = selectors.mention_candidates(
+            account=account, room=membership.room, term=request.GET.get("q", "")[:100]
+        )
+    except MatrixError:
+        hits = []
+    return render(request, "rooms/live.html#mentions", {"hits": hits})

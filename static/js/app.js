@@ -133,6 +133,39 @@
     if (bar) { bar.hidden = true; bar.value = 0; }
   });
 
+  // Mentions: "@" and a few letters in the composer offer the room's members; picking one inserts
+  // a matrix.to pill, which the server turns into an intentional mention (m.mentions).
+  let mentionTimer = null;
+  function mentionToken(textarea) {
+    const before = textarea.value.slice(0, textarea.selectionStart);
+    const match = before.match(/(^|\s)@([^\s@]{1,40})$/);
+    return match ? { start: before.length - match[2].length - 1, term: match[2] } : null;
+  }
+  document.addEventListener("input", (event) => {
+    const textarea = event.target;
+    const list = document.getElementById("mention-suggestions");
+    if (textarea.id !== "composer-body" || !list) return;
+    clearTimeout(mentionTimer);
+    const token = mentionToken(textarea);
+    if (!token) { list.hidden = true; return; }
+    mentionTimer = setTimeout(async () => {
+      const response = await fetch(list.dataset.url + "?q=" + encodeURIComponent(token.term));
+      list.innerHTML = response.ok ? await response.text() : "";
+      list.hidden = !list.children.length;
+    }, 150);
+  });
+  document.addEventListener("click", (event) => {
+    const choice = event.target.closest("#mention-suggestions button");
+    if (!choice) return;
+    const textarea = document.getElementById("composer-body");
+    const token = mentionToken(textarea);
+    if (!token) return;
+    const pill = "[" + choice.dataset.name.replace(/[\[\]]/g, "") + "](https://matrix.to/#/" + choice.dataset.userId + ") ";
+    textarea.value = textarea.value.slice(0, token.start) + pill + textarea.value.slice(textarea.selectionStart);
+    document.getElementById("mention-suggestions").hidden = true;
+    textarea.focus();
+  });
+
   document.addEventListener("htmx:wsOpen", catchUp);
   document.addEventListener("DOMContentLoaded", () => {
     const list = timeline();

@@ -1,0 +1,52 @@
+"""Mentions: autocomplete inserts a pill that becomes an intentional mention; a mention of us is
+highlighted."""
+
+import pytest
+
+from tests.e2e.conftest import sign_in
+from tests.e2e.peer import SyncPeer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def bob(synapse, matrix_user_factory):
+    peer = SyncPeer(synapse.url, matrix_user_factory())
+    yield peer
+    peer.close()
+
+
+def test_mention_autocomplete_and_highlight(page, workspace, matrix_user_factory, bob):
+    alice = matrix_user_factory()
+    room_id = bob.create_room(name="Mentions", invite=[alice.user_id])
+    sign_in(page, workspace, alice)
+    page.click("#room-list >> text=Mentions")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    bob.wait_for_member(room_id, alice.user_id)
+
+    # Typed slowly enough that the typing notice goes out mid-sentence: the text must survive it.
+    page.type("#composer-body", f"thanks @{bob.localpart[:6]}", delay=40)
+    page.click(f"#mention-suggestions button[data-user-id='{bob.user_id}']")
+    page.type("#composer-body", "for the review")
+    assert page.input_value("#composer-body").startswith("thanks [")
+    page.keyboard.press("Enter")
+    sent = bob.wait_for_event(room_id, lambda e: "thanks" in e.get("content", {}).get("body", ""))
+    assert sent["content"]["m.mentions"] == {"user_ids": [bob.user_id]}
+    assert f'href="https://matrix.to/#/{bob.user_id}"' in sent["content"]["formatted_body"]
+    page.wait_for_selector(f"ol.timeline a[href='https://matrix.to/#/{bob.user_id}']")
+
+    bob.send_event(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": f"{alice.localpart}: can you check?",
+            "m.mentions": {"user_ids": [alice.user_id]},
+        },
+    )
+    bob.send(room_id, "no mention here")
+    page.wait_for_selector("ol.timeline li.mentioned >> text=can you check?")
+    page.wait_for_selector("ol.timeline >> text=no mention here")
+    assert page.locator("ol.timeline li.mentioned").count() == 1
+    assert page.errors == []
