@@ -19,6 +19,42 @@ from accounts.matrix.errors import MatrixError
 from rooms import media, selectors, services
 from rooms.models import OutboxMessage
 
+# The composer's picker: the faces and symbols a team reaches for most.
+EMOJI_CHOICES = [
+    "😀",
+    "😂",
+    "🙂",
+    "😉",
+    "😍",
+    "🤔",
+    "😅",
+    "😢",
+    "😮",
+    "😴",
+    "🙏",
+    "👍",
+    "👎",
+    "👏",
+    "🙌",
+    "💪",
+    "👀",
+    "🎉",
+    "🚀",
+    "🔥",
+    "✅",
+    "❌",
+    "⚠️",
+    "💡",
+    "❤️",
+    "💯",
+    "☕",
+    "🍕",
+    "📌",
+    "📎",
+    "🗓️",
+    "⏰",
+]
+
 
 def _account_or_404(request: HttpRequest):
     account = getattr(request.user, "matrix_account", None)
@@ -73,6 +109,7 @@ def room_detail(request: HttpRequest, room_id: str) -> HttpResponse:
             "account": account,
             "room_list": selectors.room_list(account=account),
             "room": view,
+            "emoji_choices": EMOJI_CHOICES,
             "current_room_id": room_id,
         },
     )

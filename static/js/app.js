@@ -166,6 +166,18 @@
     textarea.focus();
   });
 
+  // The emoji picker inserts at the caret and keeps the composer focused.
+  document.addEventListener("click", (event) => {
+    const choice = event.target.closest(".emoji-grid button[data-emoji]");
+    if (!choice) return;
+    const textarea = document.getElementById("composer-body");
+    const at = textarea.selectionStart ?? textarea.value.length;
+    textarea.value = textarea.value.slice(0, at) + choice.dataset.emoji + textarea.value.slice(textarea.selectionEnd ?? at);
+    textarea.selectionStart = textarea.selectionEnd = at + choice.dataset.emoji.length;
+    choice.closest("details").open = false;
+    textarea.focus();
+  });
+
   document.addEventListener("htmx:wsOpen", catchUp);
   document.addEventListener("DOMContentLoaded", () => {
     const list = timeline();

@@ -50,3 +50,22 @@ def test_mention_autocomplete_and_highlight(page, workspace, matrix_user_factory
     page.wait_for_selector("ol.timeline >> text=no mention here")
     assert page.locator("ol.timeline li.mentioned").count() == 1
     assert page.errors == []
+
+
+def test_emoji_picker_inserts_at_the_caret(page, workspace, matrix_user_factory, bob):
+    alice = matrix_user_factory()
+    room_id = bob.create_room(name="Emoji", invite=[alice.user_id])
+    sign_in(page, workspace, alice)
+    page.click("#room-list >> text=Emoji")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    bob.wait_for_member(room_id, alice.user_id)
+    page.fill("#composer-body", "ship it ")
+    page.click(".emoji-picker summary")
+    page.click(".emoji-grid button[data-emoji='🚀']")
+    assert page.input_value("#composer-body") == "ship it 🚀"
+    page.keyboard.press("Enter")
+    sent = bob.wait_for_event(
+        room_id, lambda e: e.get("content", {}).get("body", "").startswith("ship")
+    )
+    assert sent["content"]["body"] == "ship it 🚀"
