@@ -233,3 +233,21 @@ class TimelineGap(models.Model):
 
     def __str__(self) -> str:
         return f"gap in {self.room_id} for {self.account_id} from {self.token}"
+
+
+class ReadReceipt(models.Model):
+    """Where each member has read up to in a room (their latest public m.read receipt)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="receipts")
+    user_id = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+    ts = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user_id"], name="receipt_room_user")
+        ]
+        indexes = [models.Index(fields=["room", "event_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.event_id}"

@@ -130,3 +130,13 @@ def typing_changed(*, account_id: int, typing: dict[str, list[str]]) -> None:
         parts.append(render_to_string("rooms/live.html#typing", {"room": room, "names": names}))
     if parts:
         _push_html(account_id, "".join(parts))
+
+
+def messages_changed(*, account_id: int, event_ids: list[str]) -> None:
+    """Re-render messages whose surroundings changed (who has seen them)."""
+    account = MatrixAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return
+    parts = _updated_messages(account, event_ids)
+    if parts:
+        _push_html(account_id, "".join(parts))

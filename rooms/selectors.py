@@ -1,6 +1,6 @@
 """Every read for pages and sync hosts, each with a bounded number of queries."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from django.db.models import Q
@@ -8,7 +8,14 @@ from django.db.models import Q
 from accounts.matrix import client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
-from rooms.models import Membership, OutboxMessage, Room, RoomState, TimelineEntry
+from rooms.models import (
+    Membership,
+    OutboxMessage,
+    ReadReceipt,
+    Room,
+    RoomState,
+    TimelineEntry,
+)
 from rooms.naming import member_names
 from rooms.powers import room_powers
 from rooms.relations import (
@@ -93,6 +100,7 @@ class TimelineItem:
     room_id: str = ""
     media: "MediaRef | None" = None
     mentions_me: bool = False
+    seen_by: tuple = ()
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
 
@@ -312,7 +320,34 @@ def timeline_items(
                 redacted=_redacted_by_server(event.raw),
             )
         )
-    return apply_relations(items, account=account, room=room, senders=senders)
+    items = apply_relations(items, account=account, room=room, senders=senders)
+    return _with_readers(items, account=account, room=room, senders=senders)
+
+
+def _with_readers(items: list, *, account: MatrixAccount, room: Room, senders: dict) -> list:
+    """Who has read up to each message (others' latest public receipts), in one query."""
+    readers: dict[str, list[str]] = {}
+    for event_id, user_id in (
+        ReadReceipt.objects.filter(room=room, event_id__in=[i.event_id for i in items])
+        .exclude(user_id=account.mxid)
+        .values_list("event_id", "user_id")
+    ):
+        readers.setdefault(event_id, []).append(user_id)
+    return [
+        replace(
+            item,
+            seen_by=tuple(
+                sorted(
+                    senders[u].name if u in senders else u
+                    for u in readers.get(item.event_id, [])
+                    if u != item.sender
+                )
+            ),
+        )
+        if item.event_id in readers
+        else item
+        for item in items
+    ]
 
 
 def _redacted_by_server(raw: dict) -> bool:

@@ -16,6 +16,7 @@ from rooms.models import (
     Event,
     Membership,
     OutboxMessage,
+    ReadReceipt,
     Room,
     RoomState,
     SyncState,
@@ -68,6 +69,16 @@ def sync_ingest(
             _ingest_invite(lease.account_id, own_user_id, invited, batch.direct_room_ids)
         for left in batch.left:
             new_events += _ingest_left(lease.account_id, left)
+        read_moves = [
+            moved
+            for joined in batch.joined
+            for moved in _store_receipts(joined.room_id, joined.receipts)
+        ]
+        if read_moves:
+            account_id = lease.account_id
+            transaction.on_commit(
+                lambda: notify.messages_changed(account_id=account_id, event_ids=read_moves)
+            )
         typing = {
             joined.room_id: [u for u in joined.typing if u != own_user_id]
             for joined in batch.joined
@@ -121,6 +132,25 @@ def _event_html(event: dict) -> str:
         return ""
     formatted = content.get("formatted_body")
     return sanitize_html(formatted[:65536]) if isinstance(formatted, str) else ""
+
+
+def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[str]:
+    """Keep each member's latest receipt; return the events whose "seen by" changed."""
+    if not receipts:
+        return []
+    room = Room.objects.get(room_id=room_id)
+    moved: list[str] = []
+    for event_id, user_id, ts in receipts:
+        current = ReadReceipt.objects.filter(room=room, user_id=user_id).first()
+        if current is not None and (current.event_id == event_id or current.ts > ts):
+            continue
+        if current is not None:
+            moved.append(current.event_id)
+        ReadReceipt.objects.update_or_create(
+            room=room, user_id=user_id, defaults={"event_id": event_id, "ts": ts}
+        )
+        moved.append(event_id)
+    return moved
 
 
 def _record_gap(account_id: int, room_id: str, prev_batch: str, initial: bool) -> int:

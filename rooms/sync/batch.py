@@ -18,6 +18,7 @@ class JoinedRoomBatch:
     notification_count: int | None = None
     highlight_count: int | None = None
     typing: list[str] | None = None  # None: no news; []: nobody is typing any more
+    receipts: list[tuple[str, str, int]] = field(default_factory=list)  # (event, user, ts)
 
 
 @dataclass
@@ -137,6 +138,7 @@ def batch_from_sync_json(raw: Any) -> SyncBatch:
                 notification_count=_int_or_none(counts.get("notification_count")),
                 highlight_count=_int_or_none(counts.get("highlight_count")),
                 typing=_typing(room),
+                receipts=_receipts(room),
             )
         )
     for room_id, room in _dict(rooms.get("invite")).items():
@@ -173,6 +175,21 @@ def _typing(room: dict) -> list[str] | None:
             users = _dict(event.get("content")).get("user_ids")
             return [u for u in _list(users) if isinstance(u, str)][:20]
     return None
+
+
+def _receipts(room: dict) -> list[tuple[str, str, int]]:
+    """Public read receipts (m.read) from the room's m.receipt ephemeral events."""
+    found = []
+    for event in _list(_dict(room.get("ephemeral")).get("events")):
+        if not isinstance(event, dict) or event.get("type") != "m.receipt":
+            continue
+        for event_id, kinds in _dict(event.get("content")).items():
+            for user_id, data in _dict(_dict(kinds).get("m.read")).items():
+                if isinstance(event_id, str) and isinstance(user_id, str) and len(event_id) <= 255:
+                    found.append(
+                        (event_id, user_id[:255], _int_or_none(_dict(data).get("ts")) or 0)
+                    )
+    return found
 
 
 def _direct_rooms(raw: dict) -> set[str] | None:

@@ -84,6 +84,9 @@ class SyncPeer:
                     return
         raise AssertionError(f"{user_id} never typed in {room_id} within {timeout:.0f}s")
 
+    def read_up_to(self, room_id: str, event_id: str) -> None:
+        self.call(self.client.room_read_markers(room_id, event_id, event_id))
+
     def join(self, room_id: str) -> None:
         self.call(self.client.join(room_id))
 

@@ -123,3 +123,20 @@ def test_typing_comes_from_the_ephemeral_m_typing_event():
     assert (
         batch_from_sync_json(room([{"type": "m.receipt", "content": {}}])).joined[0].typing is None
     )
+
+
+def test_public_read_receipts_are_kept_private_ones_ignored():
+    ephemeral = [
+        {
+            "type": "m.receipt",
+            "content": {
+                "$e1": {"m.read": {"@a:hs": {"ts": 5}}, "m.read.private": {"@b:hs": {"ts": 6}}},
+                "$e2": {"m.read": {"@c:hs": {}}},
+            },
+        }
+    ]
+    raw = {"next_batch": "s", "rooms": {"join": {"!r:hs": {"ephemeral": {"events": ephemeral}}}}}
+    assert sorted(batch_from_sync_json(raw).joined[0].receipts) == [
+        ("$e1", "@a:hs", 5),
+        ("$e2", "@c:hs", 0),
+    ]
