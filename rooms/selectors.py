@@ -196,6 +196,8 @@ class RoomView:
     items: list[TimelineItem]
     outbox: list[OutboxMessage]
     has_older: bool
+    children: tuple = ()  # a space's rooms
+    replacement: "Replacement | None" = None
 
     @property
     def last_stream_id(self) -> int:
@@ -405,6 +407,83 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
         items=items,
         outbox=outbox_unsettled(account=account, room=membership.room),
         has_older=has_older,
+        children=space_children(account=account, room=membership.room)
+        if membership.is_space
+        else (),
+        replacement=room_replacement(account=account, room=membership.room),
+    )
+
+
+@dataclass(frozen=True)
+class SpaceChild:
+    room_id: str
+    name: str
+    joined: bool
+
+
+def space_children(*, account: MatrixAccount, room: Room) -> tuple[SpaceChild, ...]:
+    """A space's rooms (m.space.child with a non-empty via), named as we know them."""
+    children = [
+        key
+        for key, content in RoomState.objects.filter(
+            room=room, event_type="m.space.child"
+        ).values_list("state_key", "content")
+        if isinstance(content, dict) and isinstance(content.get("via"), list) and content["via"]
+    ]
+    known = {
+        m.room.room_id: m
+        for m in Membership.objects.filter(
+            account=account, room__room_id__in=children
+        ).select_related("room")
+    }
+    return tuple(
+        SpaceChild(
+            room_id,
+            known[room_id].display_name if room_id in known else room_id,
+            room_id in known and known[room_id].membership == Membership.JOIN,
+        )
+        for room_id in sorted(children, key=lambda r: (r not in known, r))
+    )
+
+
+@dataclass(frozen=True)
+class Replacement:
+    room_id: str
+    reason: str
+    joined: bool
+
+
+def room_replacement(*, account: MatrixAccount, room: Room) -> Replacement | None:
+    """The room that replaced this one (m.room.tombstone), if its sender had the power to say so.
+    The new room's own predecessor link is checked once we have its state."""
+    tombstone = (
+        RoomState.objects.filter(room=room, event_type="m.room.tombstone", state_key="")
+        .values_list("sender", "content")
+        .first()
+    )
+    if tombstone is None:
+        return None
+    sender, content = tombstone
+    target = content.get("replacement_room") if isinstance(content, dict) else None
+    if not isinstance(target, str) or not target.startswith("!"):
+        return None
+    powers = room_powers(room)
+    if powers.level(sender) < powers.state_default:
+        return None
+    new_room = Membership.objects.filter(account=account, room__room_id=target).first()
+    if new_room is not None:
+        create = (
+            RoomState.objects.filter(room=new_room.room, event_type="m.room.create", state_key="")
+            .values_list("content", flat=True)
+            .first()
+            or {}
+        )
+        predecessor = create.get("predecessor") if isinstance(create, dict) else None
+        if isinstance(predecessor, dict) and predecessor.get("room_id") not in (None, room.room_id):
+            return None  # the new room does not name this one as its predecessor: not followed
+    reason = content.get("body") if isinstance(content.get("body"), str) else ""
+    return Replacement(
+        target, reason[:300], new_room is not None and new_room.membership == Membership.JOIN
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from accounts.matrix import client_api
+from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
 from rooms import notify
 from rooms.models import (
@@ -798,8 +799,23 @@ def room_join_by_address(*, account: MatrixAccount, address: str) -> str:
     room_id = client_api.join_room(
         account.homeserver_url, access_token=account.access_token, room_id_or_alias=address
     )
-    _mark_joined(account, room_id, name=address if address.startswith("#") else "Joining…")
+    _mark_joined(account, room_id, name=_room_name_or(account, room_id, address))
     return room_id
+
+
+def _room_name_or(account: MatrixAccount, room_id: str, fallback: str) -> str:
+    """The joined room's name for the page we open next; its first sync brings the rest."""
+    try:
+        content = client_api.room_state_event(
+            account.homeserver_url,
+            access_token=account.access_token,
+            room_id=room_id,
+            event_type="m.room.name",
+        )
+    except MatrixError:
+        return fallback
+    name = content.get("name")
+    return name.strip()[:255] if isinstance(name, str) and name.strip() else fallback
 
 
 def room_typing(*, account: MatrixAccount, room_id: str, typing: bool) -> None:
