@@ -83,6 +83,7 @@ def timeline_appended(
             parts.append(
                 render_to_string("rooms/room.html#live-events", {"items": items, "room": room})
             )
+    parts.extend(_thread_replies(account, entry_ids))
     parts.extend(_updated_messages(account, touched_event_ids))
     parts.extend(
         render_to_string("rooms/live.html#outbox-settled", {"txn_id": txn})
@@ -140,3 +141,23 @@ def messages_changed(*, account_id: int, event_ids: list[str]) -> None:
     parts = _updated_messages(account, event_ids)
     if parts:
         _push_html(account_id, "".join(parts))
+
+
+def _thread_replies(account: MatrixAccount, entry_ids: list[int]) -> list[str]:
+    """New thread replies, for open thread panels (the main timeline shows only the summary)."""
+    replies = TimelineEntry.objects.filter(
+        id__in=entry_ids, event__rel_type="m.thread"
+    ).values_list("room_id", "event__relates_to", "id")
+    by_thread: dict[tuple[int, str], list[int]] = {}
+    for room_pk, root, entry_id in replies:
+        by_thread.setdefault((room_pk, root), []).append(entry_id)
+    parts = []
+    for (room_pk, root), ids in by_thread.items():
+        room = Room.objects.get(pk=room_pk)
+        items = selectors.thread_items(
+            account=account, room=room, root_event_id=root, entry_ids=ids
+        )
+        parts.append(
+            render_to_string("rooms/thread.html#live-replies", {"items": items, "root": root})
+        )
+    return parts

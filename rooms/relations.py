@@ -31,8 +31,15 @@ class ReplyPreview:
 
 
 def is_hidden(event_type: str, rel_type: str) -> bool:
-    """Events that change other messages instead of being shown themselves."""
-    return event_type in ("m.reaction", "m.room.redaction") or rel_type == "m.replace"
+    """Events that change other messages instead of being shown themselves; thread replies live
+    in their thread, summarised on the root."""
+    return event_type in ("m.reaction", "m.room.redaction") or rel_type in ("m.replace", "m.thread")
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    replies: int
+    last_sender: str
 
 
 def _redaction_allowed(redactor: str, target_sender: str, powers: Powers) -> bool:
@@ -85,8 +92,24 @@ def apply_relations(items: list, *, account: MatrixAccount, room: Room, senders:
         rows = by_target.get(item.event_id, [])
         item = _redacted(item, rows, power) or _edited(item, rows)
         reactions = _reactions(item, rows, taken_back, power, account.mxid, senders)
-        result.append(replace(item, reactions=reactions, reply=replies.get(item.event_id)))
+        result.append(
+            replace(
+                item,
+                reactions=reactions,
+                reply=replies.get(item.event_id),
+                thread=_thread_summary(rows, senders),
+            )
+        )
     return result
+
+
+def _thread_summary(rows: list[dict], senders: dict) -> ThreadSummary | None:
+    replies = [row for row in rows if row["rel_type"] == "m.thread"]
+    if not replies:
+        return None
+    last = max(replies, key=lambda row: (row["origin_server_ts"], row["event_id"]))
+    sender = senders.get(last["sender"])
+    return ThreadSummary(len(replies), sender.name if sender else last["sender"])
 
 
 def _redacted(item, rows: list[dict], power):

@@ -20,6 +20,7 @@ from rooms.naming import member_names
 from rooms.powers import room_powers
 from rooms.relations import (
     ReplyPreview,
+    ThreadSummary,
     apply_relations,
     is_hidden,
     strip_reply_fallback,
@@ -101,6 +102,8 @@ class TimelineItem:
     media: "MediaRef | None" = None
     mentions_me: bool = False
     seen_by: tuple = ()
+    thread: "ThreadSummary | None" = None
+    in_thread: str = ""  # the root's event id when this is a thread reply
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
 
@@ -272,6 +275,22 @@ def _senders(room: Room) -> dict[str, Sender]:
     return senders
 
 
+def thread_items(
+    *, account: MatrixAccount, room: Room, root_event_id: str, entry_ids: list[int] | None = None
+) -> list[TimelineItem]:
+    """A thread's root and its replies, oldest first (what the thread panel shows)."""
+    entries = TimelineEntry.objects.filter(account=account, room=room).filter(
+        Q(event__event_id=root_event_id)
+        | Q(event__relates_to=root_event_id, event__rel_type="m.thread")
+    )
+    if entry_ids is not None:
+        entries = entries.filter(id__in=entry_ids)
+    ids = list(entries.values_list("id", flat=True)[:500])
+    return timeline_items(
+        account=account, room=room, entry_ids=ids, limit=len(ids) or 1, include_thread=True
+    )
+
+
 def timeline_items(
     *,
     account: MatrixAccount,
@@ -280,6 +299,7 @@ def timeline_items(
     before: int | None = None,
     entry_ids: list[int] | None = None,
     limit: int = 50,
+    include_thread: bool = False,
 ) -> list[TimelineItem]:
     """Events this account saw in the room, oldest first: the latest `limit`, or those after/before
     a stream position (3 queries whatever the size)."""
@@ -297,7 +317,10 @@ def timeline_items(
     for entry in entries:
         event = entry.event
         body = _body_of(event.raw)
-        if not body or is_hidden(event.event_type, event.rel_type):
+        in_thread = event.relates_to if event.rel_type == "m.thread" else ""
+        if not body or (
+            is_hidden(event.event_type, event.rel_type) and not (include_thread and in_thread)
+        ):
             continue
         if event.reply_to:
             body = strip_reply_fallback(body)
@@ -315,7 +338,8 @@ def timeline_items(
                 is_own=event.sender == account.mxid,
                 room_dom_id=room.dom_id,
                 txn_id=_txn_of(event.raw) if event.sender == account.mxid else "",
-                reply_to=event.reply_to,
+                reply_to="" if in_thread else event.reply_to,
+                in_thread=in_thread,
                 room_id=room.room_id,
                 media=media_ref(event.raw),
                 mentions_me=event.sender != account.mxid and _mentions(event.raw, account),

@@ -464,10 +464,26 @@ def queue_content(*, account_id: int, room: Room, content: dict) -> OutboxMessag
     return _queue(account_id=account_id, room=room, content=content)
 
 
-def message_send(*, account_id: int, room: Room, body: str, reply_to: str = "") -> OutboxMessage:
-    """Queue a text message (Markdown becomes formatted_body), optionally as a reply."""
+def message_send(
+    *, account_id: int, room: Room, body: str, reply_to: str = "", thread_root: str = ""
+) -> OutboxMessage:
+    """Queue a text message (Markdown becomes formatted_body), as a reply or in a thread."""
     content = _text_content(check_message_body(body))
-    if reply_to:
+    if thread_root:
+        _seen_event(account_id, room, thread_root)
+        latest = (
+            Event.objects.filter(room=room, relates_to=thread_root, rel_type="m.thread")
+            .order_by("-origin_server_ts")
+            .values_list("event_id", flat=True)
+            .first()
+        )
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": thread_root,
+            "is_falling_back": True,
+            "m.in_reply_to": {"event_id": latest or thread_root},
+        }
+    elif reply_to:
         _seen_event(account_id, room, reply_to)
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
     return _queue(account_id=account_id, room=room, content=content)

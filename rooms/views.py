@@ -392,6 +392,9 @@ def room_act(request: HttpRequest, room_id: str) -> HttpResponse:
         "delete": lambda: services.message_redact(
             account_id=account.pk, room=room, event_id=event_id
         ),
+        "thread": lambda: services.message_send(
+            account_id=account.pk, room=room, body=body, thread_root=event_id
+        ),
         "reply": lambda: services.message_send(
             account_id=account.pk, room=room, body=body, reply_to=event_id
         ),
@@ -411,7 +414,7 @@ def room_act(request: HttpRequest, room_id: str) -> HttpResponse:
         return HttpResponseBadRequest(str(error))
     if not request.htmx:
         return redirect("rooms:room", room_id=room_id)
-    if action == "reply":
+    if action in ("reply", "thread"):
         return render(request, "rooms/room.html#outbox-item", {"message": message})
     return HttpResponse(status=204)
 
@@ -528,3 +531,23 @@ def mention_suggestions(request: HttpRequest, room_id: str) -> HttpResponse:
     except MatrixError:
         hits = []
     return render(request, "rooms/live.html#mentions", {"hits": hits})
+
+
+@login_required
+@require_GET
+def room_thread(request: HttpRequest, room_id: str) -> HttpResponse:
+    """A thread: its root message and every reply, with a composer that answers in the thread."""
+    account, membership = _joined_or_404(request, room_id)
+    root = request.GET.get("root", "")
+    items = selectors.thread_items(account=account, room=membership.room, root_event_id=root)
+    if not items or items[0].event_id != root:
+        raise Http404("No such thread in this room.")
+    return _shell(
+        request,
+        account,
+        "rooms/thread.html",
+        membership=membership,
+        items=items,
+        root=root,
+        current_room_id=room_id,
+    )

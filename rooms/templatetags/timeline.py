@@ -23,3 +23,11 @@ def matrix_iso(origin_server_ts: int) -> str:
         return datetime.fromtimestamp(int(origin_server_ts) / 1000, tz=UTC).isoformat()
     except (TypeError, ValueError, OverflowError, OSError):
         return ""
+
+
+@register.filter
+def dom_id(value: str) -> str:
+    """A stable HTML id for a Matrix id (they contain '$', '!' and ':')."""
+    import hashlib
+
+    return "t" + hashlib.sha1(str(value).encode(), usedforsecurity=False).hexdigest()[:16]

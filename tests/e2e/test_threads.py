@@ -1,0 +1,69 @@
+"""Threads: replies live in the thread panel, the main timeline shows a summary; both ways, live."""
+
+import pytest
+
+from tests.e2e.conftest import sign_in
+from tests.e2e.peer import SyncPeer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def bob(synapse, matrix_user_factory):
+    peer = SyncPeer(synapse.url, matrix_user_factory())
+    yield peer
+    peer.close()
+
+
+def thread_reply(bob: SyncPeer, room_id: str, root: str, body: str) -> str:
+    return bob.send_event(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": body,
+            "m.relates_to": {
+                "rel_type": "m.thread",
+                "event_id": root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": root},
+            },
+        },
+    )
+
+
+def test_threads_both_ways(page, workspace, matrix_user_factory, bob, artifacts):
+    alice = matrix_user_factory()
+    room_id = bob.create_room(name="Threads", invite=[alice.user_id])
+    sign_in(page, workspace, alice)
+    page.click("#room-list >> text=Threads")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    bob.wait_for_member(room_id, alice.user_id)
+
+    root = bob.send(room_id, "Release checklist for Friday")
+    page.wait_for_selector("ol.timeline >> text=Release checklist for Friday")
+    thread_reply(bob, room_id, root, "Docs are done")
+    summary = page.locator("ol.timeline li", has_text="Release checklist").locator(
+        ".thread-summary"
+    )
+    summary.wait_for()
+    assert "1 reply in thread" in summary.inner_text()
+    assert page.locator("ol.timeline >> text=Docs are done").count() == 0
+
+    summary.click()
+    page.wait_for_selector("ol.thread >> text=Docs are done")
+    page.fill("#thread-body", "Tests are green")
+    page.click(".thread-panel form.composer button[type=submit]")
+    ours = bob.wait_for_event(
+        room_id, lambda e: e.get("content", {}).get("body") == "Tests are green"
+    )
+    assert ours["content"]["m.relates_to"]["rel_type"] == "m.thread"
+    assert ours["content"]["m.relates_to"]["event_id"] == root
+    page.wait_for_selector("ol.thread li.own >> text=Tests are green")
+
+    thread_reply(bob, room_id, root, "Shipping it")
+    page.wait_for_selector("ol.thread >> text=Shipping it")
+    page.wait_for_selector(".thread-summary:has-text('3 replies in thread')")
+    page.screenshot(path=str(artifacts / "thread.png"))
+    assert page.errors == []
