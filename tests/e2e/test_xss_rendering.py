@@ -1,4 +1,4 @@
-"""Every corpus payload, as message body, formatted body, sender name, room name and topic,
+"""Every corpus payload, as message body, formatted body, sender name, file name, room name and topic,
 rendered by our templates and loaded in Chromium with htmx: nothing runs, nothing active survives
 (our own hx-disable on each message body is the one htmx attribute expected there)."""
 
@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 
 from rooms.models import Membership, Room
 from rooms.rendering import sanitize_html
-from rooms.selectors import Sender, TimelineItem
+from rooms.selectors import MediaRef, Sender, TimelineItem
 from tests.fixtures.xss_corpus import PAYLOADS
 
 pytestmark = pytest.mark.e2e
@@ -33,11 +33,13 @@ ACTIVE_CONTENT = """
 def timeline_items(room: Room) -> list[TimelineItem]:
     items = []
     for n, payload in enumerate(PAYLOADS):
-        for variant, (body, html, name) in enumerate(
+        for variant, (body, html, name, media) in enumerate(
             [
-                (payload, "", "Mallory"),
-                ("formatted", sanitize_html(payload), "Mallory"),
-                ("from a display name", "", payload),
+                (payload, "", "Mallory", None),
+                ("formatted", sanitize_html(payload), "Mallory", None),
+                ("from a display name", "", payload, None),
+                (payload, "", "Mallory", MediaRef("m.file", "hs", f"file{n}", payload, "1 kB")),
+                (payload, "", "Mallory", MediaRef("m.image", "hs", f"img{n}", payload, "")),
             ]
         ):
             items.append(
@@ -50,9 +52,10 @@ def timeline_items(room: Room) -> list[TimelineItem]:
                     body=body,
                     html=html,
                     origin_server_ts=1_700_000_000_000 + n,
-                    stream_id=n * 3 + variant + 1,
+                    stream_id=n * 5 + variant + 1,
                     is_own=False,
                     room_id=room.room_id,
+                    media=media,
                     room_dom_id=room.dom_id,
                 )
             )
@@ -109,7 +112,7 @@ def test_no_payload_runs_or_survives_in_chromium(browser, artifacts):
     page.wait_for_timeout(1500)  # let onload, ontoggle, animations and htmx triggers fire
     assert page.evaluate("window.__xss") == []
     assert page.evaluate(ACTIVE_CONTENT) == []
-    assert page.locator(".body").count() == 3 * len(PAYLOADS)
+    assert page.locator(".body").count() == 5 * len(PAYLOADS)
     # Nothing reached out to another host or to our own endpoints on its own.
     assert [url for url in requests if not url.startswith(("data:", "about:"))] == []
     page.screenshot(path=str(artifacts / "xss-corpus.png"))
