@@ -3,7 +3,7 @@ the outbox; downloads come back through our proxy with the spec's media security
 
 from dataclasses import dataclass
 
-from accounts.matrix import media_api
+from accounts.matrix import client_api, media_api
 from accounts.models import MatrixAccount
 from rooms import services
 from rooms.models import OutboxMessage, Room
@@ -101,3 +101,30 @@ def media_download(*, account: MatrixAccount, server_name: str, media_id: str) -
         media_id=media_id,
     )
     return Download(response, content_type, length, inline=content_type in INLINE_IMAGE_TYPES)
+
+
+def room_avatar_set(*, account: MatrixAccount, room_id: str, uploaded) -> None:
+    """Upload a picture and make it the room's avatar (m.room.avatar)."""
+    content_type = (getattr(uploaded, "content_type", "") or "")[:100]
+    if content_type not in INLINE_IMAGE_TYPES:
+        raise services.MessageRejected("Room pictures must be PNG, JPEG, GIF or WebP images.")
+    size = getattr(uploaded, "size", 0) or 0
+    limit = upload_limit(account=account)
+    if not 0 < size <= limit:
+        raise services.MessageRejected(f"Room pictures must be between 1 byte and {_human(limit)}.")
+    uploaded.seek(0)
+    uri = media_api.upload(
+        account.homeserver_url,
+        access_token=account.access_token,
+        stream=uploaded,
+        size=size,
+        content_type=content_type,
+        filename=(getattr(uploaded, "name", "") or "avatar")[:255],
+    )
+    client_api.put_room_state(
+        account.homeserver_url,
+        access_token=account.access_token,
+        room_id=room_id,
+        event_type="m.room.avatar",
+        content={"url": uri},
+    )

@@ -499,6 +499,10 @@ def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
                 topic=request.POST.get("topic", ""),
                 posting=request.POST.get("posting", ""),
             )
+            if request.FILES.get("avatar"):
+                media.room_avatar_set(
+                    account=account, room_id=room_id, uploaded=request.FILES["avatar"]
+                )
         except (services.MessageRejected, MatrixError) as failure:
             error = str(failure)
         else:

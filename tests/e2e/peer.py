@@ -19,6 +19,7 @@ class SyncPeer:
     def __init__(self, homeserver_url: str, creds) -> None:
         self.user_id = creds.user_id
         self.localpart = creds.localpart
+        self.backlog: list[tuple[str, dict]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -61,13 +62,20 @@ class SyncPeer:
         self.call(self.client.room_redact(room_id, event_id))
 
     def wait_for_event(self, room_id: str, match: Callable[[dict], bool], timeout: float = 30.0):
-        """The next event (raw source) in the room that `match` accepts."""
+        """The first event (raw source) in the room that `match` accepts, including events an
+        earlier wait synced past without wanting them."""
+        for index, (event_room, source) in enumerate(self.backlog):
+            if event_room == room_id and match(source):
+                return self.backlog.pop(index)[1]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event_room, event in self._sync_events():
-                source = getattr(event, "source", None) or {}
+            self.backlog.extend(
+                (event_room, getattr(event, "source", None) or {})
+                for event_room, event in self._sync_events()
+            )
+            for index, (event_room, source) in enumerate(self.backlog):
                 if event_room == room_id and match(source):
-                    return source
+                    return self.backlog.pop(index)[1]
         raise AssertionError(f"no matching event in {room_id} within {timeout:.0f}s")
 
     def typing(self, room_id: str, typing: bool = True) -> None:

@@ -1,12 +1,21 @@
 """Room settings and members with roles, in Chromium; the peer sees the changes and the limits."""
 
+import io
+
 import pytest
 from nio import RoomSendError
+from PIL import Image
 
 from tests.e2e.conftest import sign_in
 from tests.e2e.peer import SyncPeer
 
 pytestmark = pytest.mark.e2e
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (233, 185, 73)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -38,6 +47,10 @@ def test_admin_renames_and_limits_posting_member_cannot_change(
     print("PICKER", page.inner_text(".picker"))
     page.wait_for_selector(f".picker li:has-text('{alice.user_id}') .role-admin")
     page.fill("#settings-name", "Company announcements")
+    page.set_input_files(
+        "#settings-avatar",
+        files=[{"name": "logo.png", "mimeType": "image/png", "buffer": png_bytes()}],
+    )
     page.check("input[name=posting][value=moderators]")
     page.click("button:has-text('Save')")
     assert "Room settings saved." in page.inner_text(".flash")
@@ -46,6 +59,11 @@ def test_admin_renames_and_limits_posting_member_cannot_change(
         lambda e: (
             e.get("type") == "m.room.name" and e["content"].get("name") == "Company announcements"
         ),
+    )
+    avatar = bob.wait_for_event(room_id, lambda e: e.get("type") == "m.room.avatar")
+    assert avatar["content"]["url"].startswith("mxc://")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#room-list img.avatar')].some(i => i.naturalWidth > 0)"
     )
     refused = bob.call(
         bob.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "can I?"})
