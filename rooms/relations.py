@@ -6,8 +6,6 @@ redactions only from the sender or someone with the room's redact power level.""
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from django.db.models import Q
-
 from accounts.models import MatrixAccount
 from rooms.models import Event, Room, TimelineEntry
 from rooms.powers import Powers, room_powers
@@ -42,6 +40,37 @@ class ThreadSummary:
     last_sender: str
 
 
+RELATED_FIELDS = (
+    "id",
+    "event_id",
+    "sender",
+    "event_type",
+    "rel_type",
+    "relates_to",
+    "redacts",
+    "raw",
+    "html",
+    "origin_server_ts",
+)
+
+
+def _seen_related(account: MatrixAccount, room: Room, **pointing_at: list[str]) -> list[dict]:
+    """Events relating to (or redacting) the given ids that this account saw. Two indexed
+    lookups instead of one join over the whole room, so a page costs the same at 100k events."""
+    ((column, ids),) = pointing_at.items()
+    candidates = list(
+        Event.objects.filter(room=room, **{f"{column}__in": ids}).values(*RELATED_FIELDS)
+    )
+    if not candidates:
+        return []
+    seen = set(
+        TimelineEntry.objects.filter(
+            account=account, event_id__in=[row["id"] for row in candidates]
+        ).values_list("event_id", flat=True)
+    )
+    return [row for row in candidates if row["id"] in seen]
+
+
 def _redaction_allowed(redactor: str, target_sender: str, powers: Powers) -> bool:
     return redactor == target_sender or powers.level(redactor) >= powers.redact
 
@@ -63,25 +92,13 @@ def apply_relations(items: list, *, account: MatrixAccount, room: Room, senders:
     if not items:
         return items
     ids = [item.event_id for item in items]
-    seen = Event.objects.filter(room=room, timeline_entries__account=account)
-    related = list(
-        seen.filter(Q(relates_to__in=ids) | Q(redacts__in=ids)).values(
-            "event_id",
-            "sender",
-            "event_type",
-            "rel_type",
-            "relates_to",
-            "redacts",
-            "raw",
-            "html",
-            "origin_server_ts",
-        )
+    related = _seen_related(account, room, relates_to=ids) + _seen_related(
+        account, room, redacts=ids
     )
     reaction_ids = [r["event_id"] for r in related if r["event_type"] == "m.reaction"]
     taken_back: dict[str, set[str]] = defaultdict(set)  # reaction id -> who redacted it
-    if reaction_ids:
-        for row in seen.filter(redacts__in=reaction_ids).values("redacts", "sender"):
-            taken_back[row["redacts"]].add(row["sender"])
+    for row in _seen_related(account, room, redacts=reaction_ids) if reaction_ids else []:
+        taken_back[row["redacts"]].add(row["sender"])
     power = room_powers(room)
     by_target: dict[str, list[dict]] = defaultdict(list)
     for row in related:
