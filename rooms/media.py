@@ -54,9 +54,18 @@ def _human(size: int) -> str:
     return f"{size} bytes"
 
 
-def media_send(*, account: MatrixAccount, room: Room, uploaded) -> OutboxMessage:
-    """Upload a file someone picked and queue the message that shows it (image or file)."""
-    name = (getattr(uploaded, "name", "") or "file")[:255]
+@dataclass(frozen=True)
+class Uploaded:
+    uri: str
+    name: str
+    size: int
+    content_type: str
+
+
+def _upload(*, account: MatrixAccount, uploaded, default_name: str) -> Uploaded:
+    """Send a picked file to the homeserver within its own size limit; nothing is read into
+    memory (Django spools large uploads to disk and we stream from there)."""
+    name = (getattr(uploaded, "name", "") or default_name)[:255]
     size = getattr(uploaded, "size", 0) or 0
     if size <= 0:
         raise services.MessageRejected("That file is empty.")
@@ -75,12 +84,18 @@ def media_send(*, account: MatrixAccount, room: Room, uploaded) -> OutboxMessage
         content_type=content_type,
         filename=name,
     )
-    msgtype = "m.image" if content_type in INLINE_IMAGE_TYPES else "m.file"
+    return Uploaded(uri, name, size, content_type)
+
+
+def media_send(*, account: MatrixAccount, room: Room, uploaded) -> OutboxMessage:
+    """Upload a file someone picked and queue the message that shows it (image or file)."""
+    sent = _upload(account=account, uploaded=uploaded, default_name="file")
+    msgtype = "m.image" if sent.content_type in INLINE_IMAGE_TYPES else "m.file"
     content = {
         "msgtype": msgtype,
-        "body": name,
-        "url": uri,
-        "info": {"mimetype": content_type, "size": size},
+        "body": sent.name,
+        "url": sent.uri,
+        "info": {"mimetype": sent.content_type, "size": sent.size},
     }
     return services.queue_content(account_id=account.pk, room=room, content=content)
 
@@ -105,26 +120,13 @@ def media_download(*, account: MatrixAccount, server_name: str, media_id: str) -
 
 def room_avatar_set(*, account: MatrixAccount, room_id: str, uploaded) -> None:
     """Upload a picture and make it the room's avatar (m.room.avatar)."""
-    content_type = (getattr(uploaded, "content_type", "") or "")[:100]
-    if content_type not in INLINE_IMAGE_TYPES:
+    if (getattr(uploaded, "content_type", "") or "") not in INLINE_IMAGE_TYPES:
         raise services.MessageRejected("Room pictures must be PNG, JPEG, GIF or WebP images.")
-    size = getattr(uploaded, "size", 0) or 0
-    limit = upload_limit(account=account)
-    if not 0 < size <= limit:
-        raise services.MessageRejected(f"Room pictures must be between 1 byte and {_human(limit)}.")
-    uploaded.seek(0)
-    uri = media_api.upload(
-        account.homeserver_url,
-        access_token=account.access_token,
-        stream=uploaded,
-        size=size,
-        content_type=content_type,
-        filename=(getattr(uploaded, "name", "") or "avatar")[:255],
-    )
+    sent = _upload(account=account, uploaded=uploaded, default_name="avatar")
     client_api.put_room_state(
         account.homeserver_url,
         access_token=account.access_token,
         room_id=room_id,
         event_type="m.room.avatar",
-        content={"url": uri},
+        content={"url": sent.uri},
     )

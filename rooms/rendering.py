@@ -85,6 +85,8 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         return value if _DIMENSION.match(value) else None
     if tag == "a" and attribute == "href" and value.lower().startswith("mxc:"):
         return None
+    if tag == "a" and attribute == "target":
+        return "_blank" if value == "_blank" else None  # never a named or scripted context
     return value
 
 

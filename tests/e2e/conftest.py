@@ -96,3 +96,24 @@ def sign_in(page, workspace: Workspace, creds) -> None:
     page.fill("#id_password", creds.password)
     page.click("button[type=submit]")
     page.wait_for_url(workspace.url + "/")
+
+
+@pytest.fixture
+def bob(synapse, matrix_user_factory):
+    """The other party: a plain matrix-nio client on its own thread."""
+    from tests.e2e.peer import SyncPeer
+
+    peer = SyncPeer(synapse.url, matrix_user_factory())
+    yield peer
+    peer.close()
+
+
+def open_shared_room(page, workspace: Workspace, alice, peer, name: str) -> str:
+    """The peer creates a room and invites Alice; she signs in, accepts, and the peer sees her."""
+    room_id = peer.create_room(name=name, invite=[alice.user_id])
+    sign_in(page, workspace, alice)
+    page.click(f"#room-list >> text={name}")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    peer.wait_for_member(room_id, alice.user_id)
+    return room_id

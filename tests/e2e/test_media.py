@@ -5,17 +5,9 @@ import io
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer
+from tests.e2e.conftest import open_shared_room, sign_in
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
 
 
 def png_bytes() -> bytes:
@@ -24,21 +16,11 @@ def png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def open_room(page, workspace, alice, bob) -> str:
-    room_id = bob.create_room(name="Files", invite=[alice.user_id])
-    sign_in(page, workspace, alice)
-    page.click("#room-list >> text=Files")
-    page.click("text=Accept")
-    page.wait_for_selector("#composer-body")
-    bob.wait_for_member(room_id, alice.user_id)
-    return room_id
-
-
 def test_images_and_files_go_out_and_come_back_safely(
     page, workspace, matrix_user_factory, bob, artifacts
 ):
     alice = matrix_user_factory()
-    room_id = open_room(page, workspace, alice, bob)
+    room_id = open_shared_room(page, workspace, alice, bob, "Files")
 
     page.set_input_files(
         "#upload-file",
@@ -86,7 +68,7 @@ def test_oversized_upload_is_refused_with_the_homeservers_limit(
     page, workspace, matrix_user_factory, bob
 ):
     alice = matrix_user_factory()
-    open_room(page, workspace, alice, bob)
+    open_shared_room(page, workspace, alice, bob, "Files")
     page.set_input_files(
         "#upload-file",
         files=[

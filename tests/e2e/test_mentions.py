@@ -3,27 +3,14 @@ highlighted."""
 
 import pytest
 
-from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer
+from tests.e2e.conftest import open_shared_room
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
-
-
 def test_mention_autocomplete_and_highlight(page, workspace, matrix_user_factory, bob):
     alice = matrix_user_factory()
-    room_id = bob.create_room(name="Mentions", invite=[alice.user_id])
-    sign_in(page, workspace, alice)
-    page.click("#room-list >> text=Mentions")
-    page.click("text=Accept")
-    page.wait_for_selector("#composer-body")
-    bob.wait_for_member(room_id, alice.user_id)
+    room_id = open_shared_room(page, workspace, alice, bob, "Mentions")
 
     # Typed slowly enough that the typing notice goes out mid-sentence: the text must survive it.
     page.type("#composer-body", f"thanks @{bob.localpart[:6]}", delay=40)
@@ -54,12 +41,7 @@ def test_mention_autocomplete_and_highlight(page, workspace, matrix_user_factory
 
 def test_emoji_picker_inserts_at_the_caret(page, workspace, matrix_user_factory, bob):
     alice = matrix_user_factory()
-    room_id = bob.create_room(name="Emoji", invite=[alice.user_id])
-    sign_in(page, workspace, alice)
-    page.click("#room-list >> text=Emoji")
-    page.click("text=Accept")
-    page.wait_for_selector("#composer-body")
-    bob.wait_for_member(room_id, alice.user_id)
+    room_id = open_shared_room(page, workspace, alice, bob, "Emoji")
     page.fill("#composer-body", "ship it ")
     page.click(".emoji-picker summary")
     page.click(".emoji-grid button[data-emoji='🚀']")

@@ -7,7 +7,6 @@ from nio import RoomSendError
 from PIL import Image
 
 from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer
 
 pytestmark = pytest.mark.e2e
 
@@ -16,13 +15,6 @@ def png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (233, 185, 73)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
 
 
 def test_admin_renames_and_limits_posting_member_cannot_change(

@@ -3,16 +3,8 @@
 import pytest
 
 from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
 
 
 def test_create_a_room_and_invite_a_colleague(page, workspace, matrix_user_factory, bob):

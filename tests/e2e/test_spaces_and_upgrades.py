@@ -9,13 +9,6 @@ from tests.e2e.peer import SyncPeer
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
-
-
 def create(bob: SyncPeer, **kwargs) -> str:
     response = bob.call(bob.client.room_create(**kwargs))
     assert isinstance(response, RoomCreateResponse), response

@@ -2,17 +2,10 @@
 
 import pytest
 
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import open_shared_room
 from tests.e2e.peer import SyncPeer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
 
 
 def thread_reply(bob: SyncPeer, room_id: str, root: str, body: str) -> str:
@@ -34,12 +27,7 @@ def thread_reply(bob: SyncPeer, room_id: str, root: str, body: str) -> str:
 
 def test_threads_both_ways(page, workspace, matrix_user_factory, bob, artifacts):
     alice = matrix_user_factory()
-    room_id = bob.create_room(name="Threads", invite=[alice.user_id])
-    sign_in(page, workspace, alice)
-    page.click("#room-list >> text=Threads")
-    page.click("text=Accept")
-    page.wait_for_selector("#composer-body")
-    bob.wait_for_member(room_id, alice.user_id)
+    room_id = open_shared_room(page, workspace, alice, bob, "Threads")
 
     root = bob.send(room_id, "Release checklist for Friday")
     page.wait_for_selector("ol.timeline >> text=Release checklist for Friday")

@@ -2,27 +2,14 @@
 
 import pytest
 
-from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer
+from tests.e2e.conftest import open_shared_room
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def bob(synapse, matrix_user_factory):
-    peer = SyncPeer(synapse.url, matrix_user_factory())
-    yield peer
-    peer.close()
-
-
 def test_typing_shows_both_ways(page, workspace, matrix_user_factory, bob):
     alice = matrix_user_factory()
-    room_id = bob.create_room(name="Typing", invite=[alice.user_id])
-    sign_in(page, workspace, alice)
-    page.click("#room-list >> text=Typing")
-    page.click("text=Accept")
-    page.wait_for_selector("#composer-body")
-    bob.wait_for_member(room_id, alice.user_id)
+    room_id = open_shared_room(page, workspace, alice, bob, "Typing")
 
     bob.typing(room_id, True)
     page.wait_for_selector(f".typing:has-text('{bob.localpart} is typing')")
@@ -36,12 +23,7 @@ def test_typing_shows_both_ways(page, workspace, matrix_user_factory, bob):
 
 def test_read_receipts_show_who_has_seen_a_message(page, workspace, matrix_user_factory, bob):
     alice = matrix_user_factory()
-    room_id = bob.create_room(name="Receipts", invite=[alice.user_id])
-    sign_in(page, workspace, alice)
-    page.click("#room-list >> text=Receipts")
-    page.click("text=Accept")
-    page.wait_for_selector("#composer-body")
-    bob.wait_for_member(room_id, alice.user_id)
+    room_id = open_shared_room(page, workspace, alice, bob, "Receipts")
     page.fill("#composer-body", "Did everyone get the agenda?")
     page.keyboard.press("Enter")
     sent = bob.wait_for_event(

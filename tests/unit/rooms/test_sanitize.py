@@ -137,3 +137,11 @@ def test_sanitizing_is_idempotent_and_stays_inside_the_allowlist(fragment):
     once = sanitize_html(fragment)
     assert sanitize_html(once) == once
     assert_inside_allowlist(once)
+
+
+def test_link_target_is_only_ever_blank():
+    # Found by Hypothesis: a scripted "target" must not survive.
+    assert "target" not in sanitize_html(
+        '<a href="https://x.org" target="javascript:alert(1)">x</a>'
+    )
+    assert 'target="_blank"' in sanitize_html('<a href="https://x.org" target="_blank">x</a>')
