@@ -290,9 +290,3 @@ def account_mark_deactivated(*, account: MatrixAccount) -> None:
         if user.is_active:
             user.is_active = False
             user.save(update_fields=["is_active"])
-
-
-def account_sign_out_device(*, account: MatrixAccount) -> None:
-    """Log the device out on the homeserver (used when a person's link is removed)."""
-    if account.access_token:
-        client_api.logout(account.homeserver_url, access_token=account.access_token)

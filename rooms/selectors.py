@@ -159,21 +159,26 @@ def _mentions(raw: dict, account: MatrixAccount) -> bool:
     return isinstance(body, str) and (account.mxid in body or f"@{account.localpart}" in body)
 
 
+def _joined_names(account: MatrixAccount, room: Room) -> dict[str, str]:
+    """Everyone joined now, from the homeserver (lazy-loaded state lacks members who have not
+    spoken), with display names disambiguated per the spec."""
+    joined = client_api.joined_members(
+        account.homeserver_url, access_token=account.access_token, room_id=room.room_id
+    )
+    return member_names(
+        {u: {"displayname": v.get("display_name"), "membership": "join"} for u, v in joined.items()}
+    )
+
+
 def mention_candidates(*, account: MatrixAccount, room: Room, term: str) -> "list[PersonHit]":
     """Joined members whose name or id starts with what follows the @ (from the homeserver:
     lazy-loaded state lacks members who have not spoken)."""
     term = term.strip().lstrip("@").lower()
-    joined = client_api.joined_members(
-        account.homeserver_url, access_token=account.access_token, room_id=room.room_id
-    )
-    names = member_names(
-        {u: {"displayname": v.get("display_name"), "membership": "join"} for u, v in joined.items()}
-    )
     hits = [
-        PersonHit(user_id, names[user_id])
-        for user_id in joined
+        PersonHit(user_id, name)
+        for user_id, name in _joined_names(account, room).items()
         if user_id != account.mxid
-        and (names[user_id].lower().startswith(term) or user_id[1:].lower().startswith(term))
+        and (name.lower().startswith(term) or user_id[1:].lower().startswith(term))
     ]
     return sorted(hits, key=lambda hit: hit.display_name.lower())[:8]
 
@@ -627,17 +632,11 @@ def room_settings(*, account: MatrixAccount, membership: Membership) -> RoomSett
     """Members with their roles (from the homeserver: lazy-loaded state lacks silent members)
     and what this person may change."""
     room = membership.room
-    joined = client_api.joined_members(
-        account.homeserver_url, access_token=account.access_token, room_id=room.room_id
-    )
-    names = member_names(
-        {u: {"displayname": v.get("display_name"), "membership": "join"} for u, v in joined.items()}
-    )
     powers = room_powers(room)
     level = powers.level
-
     members = sorted(
-        (Member(u, names[u], level(u)) for u in joined), key=lambda m: (-m.power, m.name.lower())
+        (Member(u, name, level(u)) for u, name in _joined_names(account, room).items()),
+        key=lambda m: (-m.power, m.name.lower()),
     )
     own = level(account.mxid)
     return RoomSettings(

@@ -237,12 +237,11 @@ def _store_events(
 def _touched_messages(events: list[dict], stored: dict, fresh_event_ids: set) -> list[str]:
     """Messages that new relation events change: the target of an edit, reaction or redaction,
     and, when a reaction or edit is itself redacted, the message it belonged to."""
+    relations = [
+        _relations(event) for event in events if stored.get(event["event_id"]) in fresh_event_ids
+    ]
     targets = {
-        target
-        for event in events
-        if stored.get(event["event_id"]) in fresh_event_ids
-        for target in (_relations(event)["relates_to"], _relations(event)["redacts"])
-        if target
+        target for rel in relations for target in (rel["relates_to"], rel["redacts"]) if target
     }
     parents = Event.objects.filter(event_id__in=targets).exclude(relates_to="")
     targets.update(parents.values_list("relates_to", flat=True))

@@ -66,17 +66,7 @@ def _account_or_404(request: HttpRequest):
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    account = _account_or_404(request)
-    request.session["matrix_account_id"] = account.pk
-    return render(
-        request,
-        "rooms/home.html",
-        {
-            "account": account,
-            "room_list": selectors.room_list(account=account),
-            "current_room_id": None,
-        },
-    )
+    return _shell(request, _account_or_404(request), "rooms/home.html")
 
 
 @login_required
@@ -98,20 +88,16 @@ def room_list_fragment(request: HttpRequest) -> HttpResponse:
 @require_GET
 def room_detail(request: HttpRequest, room_id: str) -> HttpResponse:
     account = _account_or_404(request)
-    request.session["matrix_account_id"] = account.pk
     view = selectors.room_view(account=account, room_id=room_id)
     if view is None:
         raise Http404("You are not in this room.")
-    return render(
+    return _shell(
         request,
+        account,
         "rooms/room.html",
-        {
-            "account": account,
-            "room_list": selectors.room_list(account=account),
-            "room": view,
-            "emoji_choices": EMOJI_CHOICES,
-            "current_room_id": room_id,
-        },
+        room=view,
+        emoji_choices=EMOJI_CHOICES,
+        current_room_id=room_id,
     )
 
 

@@ -81,17 +81,6 @@ def whoami(homeserver_url: str, *, access_token: str, timeout: float = 15.0) -> 
     )
 
 
-def username_available(homeserver_url: str, *, localpart: str, timeout: float = 15.0) -> bool:
-    """Ask the homeserver whether a localpart is free (raises UsernameTaken/InvalidUsername if not)."""
-    reply = matrix_request(
-        homeserver_url,
-        "GET",
-        f"/_matrix/client/v3/register/available?username={quote(localpart)}",
-        timeout=timeout,
-    )
-    return bool(reply.get("available"))
-
-
 def server_versions(homeserver_url: str, *, timeout: float = 5.0) -> dict:
     return matrix_request(homeserver_url, "GET", "/_matrix/client/versions", timeout=timeout)
 

@@ -82,15 +82,3 @@ def deactivate(
         body={"erase": erase},
         timeout=timeout,
     )
-
-
-def user_details(
-    homeserver_url: str, *, admin_token: str, user_id: str, timeout: float = 15.0
-) -> dict:
-    return matrix_request(
-        homeserver_url,
-        "GET",
-        f"/_synapse/admin/v2/users/{quote(user_id)}",
-        token=admin_token,
-        timeout=timeout,
-    )
