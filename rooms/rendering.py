@@ -64,9 +64,12 @@ ALLOWED_ATTRIBUTES = {
 # Removed with everything inside: a reply fallback repeats the quoted message.
 DROPPED_WITH_CONTENT = {"script", "style", "mx-reply", "template", "noscript", "iframe", "object"}
 LINK_SCHEMES = {"https", "http", "ftp", "mailto", "magnet"}
+MAX_REPARSES = 4
 MAX_NESTING = 100
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _CODE_CLASS = re.compile(r"^language-[A-Za-z0-9_+-]{1,32}$")
+_PROXIED_MEDIA = re.compile(r"^/media/avatar/(?P<server_name>[^/?#]+)/(?P<media_id>[^/?#]+)$")
+_LIST_START = re.compile(r"^-?[0-9]{1,9}$")
 _DIMENSION = re.compile(r"^[0-9]{1,4}$")
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
@@ -85,13 +88,19 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         return value if _DIMENSION.match(value) else None
     if tag == "a" and attribute == "href" and value.lower().startswith("mxc:"):
         return None
+    if tag == "ol" and attribute == "start":
+        return value if _LIST_START.match(value) else None
     if tag == "a" and attribute == "target":
         return "_blank" if value == "_blank" else None  # never a named or scripted context
     return value
 
 
 def _media_url(value: str) -> str | None:
-    """Inline images only from Matrix media, through our authenticated proxy; never remote URLs."""
+    """Inline images only from Matrix media, through our authenticated proxy; never remote URLs.
+    A source that already points at the proxy (cleaned before) is read back as the mxc it was."""
+    proxied = _PROXIED_MEDIA.match(value)
+    if proxied is not None:
+        value = f"mxc://{proxied['server_name']}/{proxied['media_id']}"
     parsed = parse_mxc(value)
     if parsed is None:
         return None
@@ -124,8 +133,26 @@ def nesting_depth(html: str) -> int:
 
 def sanitize_html(html: str) -> str:
     """Reduce untrusted HTML to the spec's allowlist. Links open safely in a new context; anything
-    nested deeper than the spec's limit of 100 is shown as escaped text instead."""
-    clean = nh3.clean(
+    nested deeper than the spec's limit of 100 is shown as escaped text instead.
+
+    The cleaner can serialise a tree that a browser parses differently (an ``<h1>`` inside an
+    ``<h1>`` comes back as two siblings), so the result is cleaned again until it is stable: what
+    we checked is then exactly what the browser builds."""
+    clean = _clean_once(html)
+    for _ in range(MAX_REPARSES):
+        again = _clean_once(clean)
+        if again == clean:
+            break
+        clean = again
+    else:
+        return escape(_text_of(clean))
+    if nesting_depth(clean) > MAX_NESTING:
+        return escape(_text_of(clean))
+    return clean
+
+
+def _clean_once(html: str) -> str:
+    return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         clean_content_tags=DROPPED_WITH_CONTENT,
@@ -135,9 +162,6 @@ def sanitize_html(html: str) -> str:
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
-    if nesting_depth(clean) > MAX_NESTING:
-        return escape(_text_of(clean))
-    return clean
 
 
 def _text_of(html: str) -> str:
