@@ -103,7 +103,11 @@ class Event(models.Model):
     # NULL marks a non-state event; "" is a real (empty) state key.
     state_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     origin_server_ts = models.BigIntegerField(default=0)
+    # For an encrypted event we could decrypt: the event as its sender wrote it (clear type and
+    # content under the envelope's ids), with the envelope as received in encrypted_raw. An event
+    # still waiting for its key keeps type m.room.encrypted here and is decrypted in place later.
     raw = models.JSONField()
+    encrypted_raw = models.JSONField(null=True, blank=True)
     # formatted_body sanitized once at ingest (the spec's allowlist); empty when there is none.
     html = models.TextField(blank=True)
     # Relations, lifted out of the content so a page finds edits, reactions, replies and
@@ -119,6 +123,7 @@ class Event(models.Model):
             models.Index(fields=["room", "origin_server_ts"]),
             models.Index(fields=["room", "relates_to"]),
             models.Index(fields=["room", "redacts"]),
+            models.Index(fields=["event_type", "room"]),  # events still waiting for a key
         ]
 
     def __str__(self) -> str:

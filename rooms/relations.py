@@ -31,7 +31,11 @@ class ReplyPreview:
 def is_hidden(event_type: str, rel_type: str) -> bool:
     """Events that change other messages instead of being shown themselves; thread replies live
     in their thread, summarised on the root."""
-    return event_type in ("m.reaction", "m.room.redaction") or rel_type in ("m.replace", "m.thread")
+    return event_type in ("m.reaction", "m.room.redaction") or rel_type in (
+        "m.replace",
+        "m.thread",
+        "m.annotation",  # a reaction still encrypted (its relation is in the clear)
+    )
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,46 @@ class Device:
     homeserver_url: str
     user_id: str
     access_token: str
+    device_id: str = ""
+    pickle_key: str = ""
 
 
 def account_device(*, account_id: int) -> Device:
     account = MatrixAccount.objects.get(pk=account_id)
-    return Device(account.homeserver_url, account.mxid, account.access_token)
+    return Device(
+        account.homeserver_url,
+        account.mxid,
+        account.access_token,
+        account.device_id,
+        account.pickle_key,
+    )
+
+
+def encrypted_room_ids(*, account_id: int) -> set[str]:
+    """Rooms the account has joined whose state says they are end-to-end encrypted."""
+    return set(
+        Membership.objects.filter(
+            account_id=account_id, membership=Membership.JOIN, is_encrypted=True
+        ).values_list("room__room_id", flat=True)
+    )
+
+
+def events_awaiting_keys(
+    *, account_id: int, session_ids: set[str] | None = None, limit: int = 500
+) -> list[tuple[str, dict]]:
+    """(room id, raw event) of encrypted events in the account's timelines still unreadable,
+    newest first; only those of the given Megolm sessions when `session_ids` is set."""
+    entries = TimelineEntry.objects.filter(
+        account_id=account_id, event__event_type="m.room.encrypted"
+    ).order_by("-origin_server_ts")
+    found = []
+    for room_id, raw in entries.values_list("room__room_id", "event__raw")[: limit * 4]:
+        content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
+        if session_ids is None or content.get("session_id") in session_ids:
+            found.append((room_id, raw))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def active_account_ids(*, ids: list[int]) -> list[int]:
@@ -221,7 +256,7 @@ def _body_of(raw: dict) -> str:
         body = content.get("body")
         return body if isinstance(body, str) else "(message without text)"
     if event_type == "m.room.encrypted":
-        return "(encrypted message)"
+        return WAITING_FOR_KEY
     if event_type == "m.room.member":
         return _membership_text(raw, content)
     if event_type == "m.room.name":
@@ -231,6 +266,32 @@ def _body_of(raw: dict) -> str:
     if event_type == "m.room.create":
         return "created the room"
     return ""
+
+
+WAITING_FOR_KEY = (
+    "Waiting for the key to this encrypted message. It has been requested from your other "
+    "devices, and the message appears here as soon as the key arrives."
+)
+SENT_BEFORE_JOINING = (
+    "This encrypted message was sent before you joined, and the sender's devices did not share "
+    "its key with you, so it cannot be read here."
+)
+
+
+def _unreadable_text(origin_server_ts: int, joined_ts: int | None) -> str:
+    """Why an encrypted message cannot be read, in plain words."""
+    if joined_ts is not None and origin_server_ts < joined_ts:
+        return SENT_BEFORE_JOINING
+    return WAITING_FOR_KEY
+
+
+def _joined_ts(account: MatrixAccount, room: Room) -> int | None:
+    """When the account last joined the room (its current member event), if known."""
+    return (
+        RoomState.objects.filter(room=room, event_type="m.room.member", state_key=account.mxid)
+        .values_list("origin_server_ts", flat=True)
+        .first()
+    )
 
 
 MEMBERSHIP_TEXT = {
@@ -319,9 +380,16 @@ def timeline_items(
         entries = list(entries.order_by("-origin_server_ts", "-id")[:limit])[::-1]
     senders = _senders(room)
     items = []
+    joined_ts = (
+        _joined_ts(account, room)
+        if any(e.event.event_type == "m.room.encrypted" for e in entries)
+        else None
+    )
     for entry in entries:
         event = entry.event
         body = _body_of(event.raw)
+        if event.event_type == "m.room.encrypted":
+            body = _unreadable_text(event.origin_server_ts, joined_ts)
         in_thread = event.relates_to if event.rel_type == "m.thread" else ""
         if not body or (
             is_hidden(event.event_type, event.rel_type) and not (include_thread and in_thread)
@@ -516,10 +584,26 @@ def room_replacement(*, account: MatrixAccount, room: Room) -> Replacement | Non
     )
 
 
-def outbox_pending(*, account_id: int) -> list[tuple[str, str, str, dict]]:
-    """(txn_id, room_id, event type, content) of the account's queued messages, oldest first."""
+@dataclass(frozen=True)
+class PendingSend:
+    txn_id: str
+    room_id: str
+    event_type: str
+    content: dict
+    encrypted: bool  # the room is end-to-end encrypted: the owner encrypts before sending
+
+
+def outbox_pending(*, account_id: int) -> list[PendingSend]:
+    """The account's queued messages, oldest first."""
+    encrypted = encrypted_room_ids(account_id=account_id)
     return [
-        (row.txn_id, row.room.room_id, row.event_type, row.content)
+        PendingSend(
+            row.txn_id,
+            row.room.room_id,
+            row.event_type,
+            row.content,
+            row.room.room_id in encrypted,
+        )
         for row in OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
         .select_related("room")
         .order_by("id")

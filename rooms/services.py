@@ -165,7 +165,12 @@ def _record_gap(account_id: int, room_id: str, prev_batch: str, initial: bool) -
 
 
 def _store_events(
-    account_id: int, room: Room, events: Iterable[dict], *, announce: bool = True
+    account_id: int,
+    room: Room,
+    events: Iterable[dict],
+    *,
+    announce: bool = True,
+    envelopes: dict[str, dict] | None = None,
 ) -> int:
     """Insert events once (event_id unique) and this account's timeline rows; replays change nothing.
 
@@ -184,6 +189,7 @@ def _store_events(
                 state_key=event.get("state_key"),
                 origin_server_ts=_ts(event),
                 raw=event,
+                encrypted_raw=(envelopes or {}).get(event["event_id"]),
                 html=_event_html(event),
                 **_relations(event),
             )
@@ -196,6 +202,10 @@ def _store_events(
             "event_id", "id"
         )
     )
+    if envelopes:
+        # Stored earlier still encrypted (by another account, or history fetched by a page).
+        clear = {e["event_id"]: e for e in events if e["event_id"] in envelopes}
+        _decrypt_in_place(clear, envelopes, skip_account_id=account_id)
     already = set(
         TimelineEntry.objects.filter(
             account_id=account_id, event_id__in=stored.values()
@@ -305,7 +315,7 @@ def _ingest_joined(
     room, _ = Room.objects.get_or_create(room_id=joined.room_id)
     _apply_state(room, joined.state)
     _apply_state(room, joined.timeline)
-    new_events = _store_events(account_id, room, joined.timeline)
+    new_events = _store_events(account_id, room, joined.timeline, envelopes=joined.envelopes)
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
     )
@@ -732,7 +742,13 @@ def check_user_id(user_id: str) -> str:
 
 
 def _mark_joined(
-    account: MatrixAccount, room_id: str, *, name: str, topic: str = "", is_direct: bool = False
+    account: MatrixAccount,
+    room_id: str,
+    *,
+    name: str,
+    topic: str = "",
+    is_direct: bool = False,
+    is_encrypted: bool = False,
 ) -> None:
     """Show a room we just created or joined at once; its first sync fills in the rest."""
     room, _ = Room.objects.get_or_create(room_id=room_id)
@@ -744,22 +760,29 @@ def _mark_joined(
             "display_name": name,
             "topic": topic,
             "is_direct": is_direct,
+            "is_encrypted": is_encrypted,
             "invite_state": [],
         },
     )
     transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
 
 
-def room_create(*, account: MatrixAccount, name: str, topic: str, public: bool) -> str:
+def room_create(
+    *, account: MatrixAccount, name: str, topic: str, public: bool, encrypted: bool = True
+) -> str:
+    """A new room; private rooms are end-to-end encrypted unless asked otherwise, public ones
+    never (anyone can join and read them)."""
     name, topic = check_room_fields(name=name, topic=topic)
+    encrypted = encrypted and not public
     room_id = client_api.create_room(
         account.homeserver_url,
         access_token=account.access_token,
         name=name,
         topic=topic,
         public=public,
+        encrypted=encrypted,
     )
-    _mark_joined(account, room_id, name=name, topic=topic)
+    _mark_joined(account, room_id, name=name, topic=topic, is_encrypted=encrypted)
     return room_id
 
 
@@ -791,6 +814,7 @@ def room_start_direct(*, account: MatrixAccount, user_id: str, display_name: str
         access_token=account.access_token,
         invite=[user_id],
         is_direct=True,
+        encrypted=True,
     )
     direct = client_api.get_direct_rooms(
         account.homeserver_url, access_token=account.access_token, user_id=account.mxid
@@ -802,7 +826,7 @@ def room_start_direct(*, account: MatrixAccount, user_id: str, display_name: str
         user_id=account.mxid,
         direct=direct,
     )
-    _mark_joined(account, room_id, name=display_name or user_id, is_direct=True)
+    _mark_joined(account, room_id, name=display_name or user_id, is_direct=True, is_encrypted=True)
     return room_id
 
 
@@ -885,3 +909,62 @@ def room_settings_update(
         put("m.room.topic", {"topic": topic})
     if current.get("events_default", 0) != POSTING[posting]:
         put("m.room.power_levels", {**current, "events_default": POSTING[posting]})
+
+
+def _decrypt_in_place(
+    clear: dict[str, dict], envelopes: dict[str, dict], *, skip_account_id: int | None = None
+) -> list[str]:
+    """Replace stored still-encrypted events by their clear form, and re-render them on the pages
+    of every account that shows them (but `skip_account_id`, whose pages get them as new)."""
+    waiting = Event.objects.filter(event_id__in=list(clear), event_type="m.room.encrypted")
+    changed = []
+    for event in waiting:
+        plain = clear[event.event_id]
+        event.raw = plain
+        event.encrypted_raw = envelopes[event.event_id]
+        event.event_type = plain["type"]
+        event.html = _event_html(plain)
+        for column, value in _relations(plain).items():
+            setattr(event, column, value)
+        event.save(
+            update_fields=[
+                "raw",
+                "encrypted_raw",
+                "event_type",
+                "html",
+                "relates_to",
+                "rel_type",
+                "reply_to",
+                "redacts",
+            ]
+        )
+        changed.append(event.event_id)
+    if changed:
+        viewers = (
+            TimelineEntry.objects.filter(event__event_id__in=changed)
+            .exclude(account_id=skip_account_id)
+            .values_list("account_id", "event__event_id", "event__relates_to")
+        )
+        by_account: dict[int, set[str]] = {}
+        for account_id, event_id, relates_to in viewers:
+            # An edit or reaction that became readable changes the message it belongs to.
+            by_account.setdefault(account_id, set()).update(filter(None, (event_id, relates_to)))
+        for account_id, event_ids in by_account.items():
+            transaction.on_commit(_rerender(account_id, sorted(event_ids)))
+    return changed
+
+
+def events_decrypted(*, lease: LeaseHandle, decrypted: list[tuple[dict, dict]]) -> list[str]:
+    """Events whose keys arrived after they were stored: (clear event, envelope) pairs become
+    readable in place, live on every page that shows them. Returns the event ids changed."""
+    if not decrypted:
+        return []
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        clear = {plain["event_id"]: plain for plain, _ in decrypted}
+        envelopes = {envelope["event_id"]: envelope for _, envelope in decrypted}
+        return _decrypt_in_place(clear, envelopes)
+
+
+def _rerender(account_id: int, event_ids: list[str]):
+    return lambda: notify.messages_changed(account_id=account_id, event_ids=event_ids)

@@ -266,13 +266,14 @@ def _shell(request: HttpRequest, account, template: str, **context) -> HttpRespo
 @require_http_methods(["GET", "POST"])
 def room_new(request: HttpRequest) -> HttpResponse:
     account = _account_or_404(request)
-    values = {"name": "", "topic": "", "public": False}
+    values = {"name": "", "topic": "", "public": False, "encrypted": True}
     error = ""
     if request.method == "POST":
         values = {
             "name": request.POST.get("name", ""),
             "topic": request.POST.get("topic", ""),
             "public": request.POST.get("public") == "on",
+            "encrypted": request.POST.get("encrypted") == "on",
         }
         try:
             room_id = services.room_create(account=account, **values)

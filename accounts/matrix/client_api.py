@@ -161,9 +161,11 @@ def create_room(
     invite: list[str] | None = None,
     is_direct: bool = False,
     alias_localpart: str = "",
+    encrypted: bool = False,
     timeout: float = 30.0,
 ) -> str:
-    """Create a room; public rooms are listed in the directory and joinable by anyone."""
+    """Create a room; public rooms are listed in the directory and joinable by anyone. An
+    encrypted room has Megolm from its first event (m.room.encryption in the initial state)."""
     body: dict = {
         "preset": "public_chat"
         if public
@@ -178,6 +180,14 @@ def create_room(
         body["topic"] = topic
     if alias_localpart:
         body["room_alias_name"] = alias_localpart
+    if encrypted:
+        body["initial_state"] = [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            }
+        ]
     reply = matrix_request(
         homeserver_url,
         "POST",

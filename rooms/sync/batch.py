@@ -19,6 +19,9 @@ class JoinedRoomBatch:
     highlight_count: int | None = None
     typing: list[str] | None = None  # None: no news; []: nobody is typing any more
     receipts: list[tuple[str, str, int]] = field(default_factory=list)  # (event, user, ts)
+    # Encrypted events we decrypted: event id -> the envelope as received (the timeline holds the
+    # clear event in its place).
+    envelopes: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass

@@ -18,11 +18,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.matrix import sync_api
+from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable, Decrypted
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
 from rooms import notify, selectors, services
 from rooms.services import LeaseHandle
 from rooms.sync import leases
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
+from rooms.sync.decryption import apply_decryptions, room_events
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +44,62 @@ class _Owned:
     task: asyncio.Task
     outbox: "OutboxSender"
     outbox_task: asyncio.Task
+    crypto: "AccountCrypto"
+
+
+class AccountCrypto:
+    """The account's crypto device: opened by its sync loop, used by its outbox once ready.
+
+    Only the lease holder creates one, so the store has one user at a time."""
+
+    def __init__(self) -> None:
+        self.device: CryptoDevice | None = None
+        self.ready = asyncio.Event()
+        self.unavailable = ""
+
+    async def open(self, device: selectors.Device, account_id: int, http) -> None:
+        crypto = CryptoDevice(
+            homeserver_url=device.homeserver_url,
+            user_id=device.user_id,
+            device_id=device.device_id,
+            access_token=device.access_token,
+            pickle_key=device.pickle_key,
+            store_dir=settings.CRYPTO_STORE_DIR / str(account_id),
+        )
+        try:
+            await crypto.open(http)
+        except CryptoUnavailable as error:
+            self.unavailable = error.message
+            log.error("encryption unavailable for %s: %s", device.user_id, error.message)
+        else:
+            self.device = crypto
+        self.ready.set()
+
+    async def close(self) -> None:
+        if self.device is not None:
+            await self.device.close()
 
 
 class AccountSync:
     """The /sync loop of one account, alive while its lease is held."""
 
-    def __init__(self, lease: LeaseHandle, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        lease: LeaseHandle,
+        http: aiohttp.ClientSession,
+        crypto: AccountCrypto | None = None,
+    ) -> None:
         self.lease = lease
         self.http = http
+        self.crypto = crypto or AccountCrypto()
 
     async def run(self) -> None:
         device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
         since = await sync_to_async(services.sync_state_next_batch)(
             account_id=self.lease.account_id
         )
+        if not self.crypto.ready.is_set():
+            await self.crypto.open(device, self.lease.account_id, self.http)
         attempt = 0
         first_round = True  # gaps left by an earlier owner are filled after the first sync
         while True:
@@ -68,12 +112,15 @@ class AccountSync:
                     timeout_ms=settings.SYNC_TIMEOUT_MS,
                 )
                 batch = batch_from_sync_json(raw)
+                keys_arrived = await self.decrypt(raw, batch)
                 result = await sync_to_async(services.sync_ingest)(
                     lease=self.lease, own_user_id=device.user_id, batch=batch, initial=not since
                 )
                 since, attempt = batch.next_batch, 0
                 if result.gaps or first_round:
                     await self.fill_gaps(device)
+                if keys_arrived or first_round:
+                    await self.retry_waiting(None if first_round else keys_arrived)
                 first_round = False
             except TokenInvalid:
                 # A new sign-in replaced the device's token: pick up the stored one.
@@ -83,12 +130,45 @@ class AccountSync:
                 if fresh.access_token == device.access_token:
                     raise
                 device = fresh
+                if self.crypto.device is not None:
+                    self.crypto.device.use_access_token(fresh.access_token)
             except (HomeserverUnreachable, RateLimited, MalformedSync, MatrixError) as error:
                 retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
                 delay = backoff_delay(attempt, retry_after_ms=retry_after)
                 log.warning("sync %s: %s; retrying in %.1fs", device.user_id, error, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+
+    async def decrypt(self, raw: dict, batch) -> set[str]:
+        """Give the sync to the crypto device and put decrypted events into the batch; ask our
+        other devices for keys we lack. Returns the Megolm sessions whose keys just arrived."""
+        crypto = self.crypto.device
+        if crypto is None:
+            return set()
+        encrypted = await sync_to_async(selectors.encrypted_room_ids)(
+            account_id=self.lease.account_id
+        )
+        absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
+        for room_id, event in apply_decryptions(batch, absorbed):
+            await crypto.request_key(room_id, event)
+        return {session_id for _, session_id in absorbed.keys_arrived}
+
+    async def retry_waiting(self, session_ids: set[str] | None) -> None:
+        """Decrypt stored events whose keys have arrived since; pages update in place."""
+        crypto = self.crypto.device
+        if crypto is None:
+            return
+        waiting = await sync_to_async(selectors.events_awaiting_keys)(
+            account_id=self.lease.account_id, session_ids=session_ids
+        )
+        decrypted = []
+        for room_id, event in waiting:
+            result = crypto.decrypt(room_id, event)
+            if isinstance(result, Decrypted):
+                decrypted.append((result.event, event))
+            elif result.reason == "missing_key":
+                await crypto.request_key(room_id, event)
+        await sync_to_async(services.events_decrypted)(lease=self.lease, decrypted=decrypted)
 
     async def fill_gaps(self, device: selectors.Device) -> None:
         """Fetch what limited syncs skipped, page by page back to events we already have. Each
@@ -116,15 +196,26 @@ class AccountSync:
                     break
 
 
+class EncryptionPending(Exception):
+    """The room is encrypted and this account cannot encrypt yet; the send waits and retries."""
+
+
 class OutboxSender:
-    """Sends the account's queued messages, each under its own transaction id, retrying safely."""
+    """Sends the account's queued messages, each under its own transaction id, retrying safely.
+    In encrypted rooms everything but redactions is encrypted first (redactions cannot be)."""
 
     IDLE_SECONDS = 15.0
 
-    def __init__(self, lease: LeaseHandle, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        lease: LeaseHandle,
+        http: aiohttp.ClientSession,
+        crypto: AccountCrypto | None = None,
+    ) -> None:
         self.lease = lease
         self.http = http
         self.wake = asyncio.Event()
+        self.crypto = crypto
 
     async def run(self) -> None:
         attempt = 0
@@ -140,17 +231,22 @@ class OutboxSender:
         account_id = self.lease.account_id
         device = await sync_to_async(selectors.account_device)(account_id=account_id)
         pending = await sync_to_async(selectors.outbox_pending)(account_id=account_id)
-        for txn_id, room_id, event_type, content in pending:
+        for send in pending:
+            txn_id = send.txn_id
             try:
+                event_type, content = await self._wire_form(send)
                 event_id = await sync_api.send_event(
                     self.http,
                     homeserver_url=device.homeserver_url,
                     access_token=device.access_token,
-                    room_id=room_id,
+                    room_id=send.room_id,
                     event_type=event_type,
                     txn_id=txn_id,
                     content=content,
                 )
+            except EncryptionPending as error:
+                await self._record(txn_id, error=str(error))
+                return backoff_delay(attempt)
             except (HomeserverUnreachable, RateLimited, TokenInvalid) as error:
                 await self._record(txn_id, error=error.message)
                 retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
@@ -160,6 +256,19 @@ class OutboxSender:
             else:
                 await self._record(txn_id, event_id=event_id)
         return 0.0
+
+    async def _wire_form(self, send: selectors.PendingSend) -> tuple[str, dict]:
+        """The event type and content to put on the wire: encrypted where the room is."""
+        if not send.encrypted or send.event_type == "m.room.redaction":
+            return send.event_type, send.content
+        if self.crypto is None:
+            raise EncryptionPending("Encryption is not available for this account.")
+        await self.crypto.ready.wait()
+        if self.crypto.device is None:
+            raise EncryptionPending(
+                f"Encryption is not available for this account: {self.crypto.unavailable}"
+            )
+        return await self.crypto.device.encrypt(send.room_id, send.event_type, send.content)
 
     async def _record(self, txn_id: str, **outcome) -> None:
         await sync_to_async(services.outbox_record_attempt)(
@@ -226,10 +335,13 @@ class SyncHost:
             if token is None:
                 continue
             lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
-            task = asyncio.create_task(AccountSync(lease, http).run(), name=f"sync-{account_id}")
-            sender = OutboxSender(lease, http)
+            crypto = AccountCrypto()
+            task = asyncio.create_task(
+                AccountSync(lease, http, crypto).run(), name=f"sync-{account_id}"
+            )
+            sender = OutboxSender(lease, http, crypto)
             outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
-            self.owned[account_id] = _Owned(lease, task, sender, outbox_task)
+            self.owned[account_id] = _Owned(lease, task, sender, outbox_task, crypto)
             await self._listen_for_nudges(account_id)
             log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
         await sync_to_async(leases.host_heartbeat)(
@@ -294,6 +406,8 @@ class SyncHost:
         for task in (owned.task, owned.outbox_task):
             task.cancel()
         await asyncio.gather(owned.task, owned.outbox_task, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await owned.crypto.close()
         if self.layer is not None and self.channel is not None:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(notify.outbox_group(account_id), self.channel)

@@ -108,6 +108,16 @@ def bob(synapse, matrix_user_factory):
     peer.close()
 
 
+@pytest.fixture
+def bob_encrypting(synapse, matrix_user_factory, tmp_path):
+    """The other party with an Olm device of its own, as Element or any E2EE client would have."""
+    from tests.e2e.peer import SyncPeer
+
+    peer = SyncPeer(synapse.url, matrix_user_factory(), store_dir=tmp_path / "bob-crypto")
+    yield peer
+    peer.close()
+
+
 def open_shared_room(page, workspace: Workspace, alice, peer, name: str) -> str:
     """The peer creates a room and invites Alice; she signs in, accepts, and the peer sees her."""
     room_id = peer.create_room(name=name, invite=[alice.user_id])

@@ -5,6 +5,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from nio import (
     AsyncClient,
@@ -16,7 +17,11 @@ from nio import (
 
 
 class SyncPeer:
-    def __init__(self, homeserver_url: str, creds) -> None:
+    """With `store_dir`, the peer has an Olm device of its own and reads and writes encrypted
+    rooms like any other Matrix client."""
+
+    def __init__(self, homeserver_url: str, creds, store_dir: Path | None = None) -> None:
+        self.store_dir = store_dir
         self.user_id = creds.user_id
         self.localpart = creds.localpart
         self.backlog: list[tuple[str, dict]] = []
@@ -24,37 +29,89 @@ class SyncPeer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.client = self.call(self._make_client(homeserver_url, creds))
-        self.since = self.call(self.client.sync(timeout=0)).next_batch
+        self.since = None
+        self.since = self._sync(0).next_batch
 
     async def _make_client(self, homeserver_url: str, creds) -> AsyncClient:
+        encrypted = self.store_dir is not None
+        if encrypted:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
         client = AsyncClient(
             homeserver_url,
             creds.user_id,
-            config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False),
+            device_id=creds.device_id,
+            store_path=str(self.store_dir) if encrypted else "",
+            config=AsyncClientConfig(
+                store_sync_tokens=False,
+                encryption_enabled=encrypted,
+                pickle_key="test-peer-key",
+            ),
         )
         client.restore_login(creds.user_id, creds.device_id, creds.access_token)
         return client
 
+    def _sync(self, timeout_ms: int):
+        """One /sync, then what nio's sync_forever does for an encrypting client."""
+
+        async def sync_and_keep_keys():
+            response = await self.client.sync(timeout=timeout_ms, since=self.since)
+            if self.client.olm is not None:
+                if self.client.should_upload_keys:
+                    await self.client.keys_upload()
+                if self.client.should_query_keys:
+                    await self.client.keys_query()
+                if self.client.should_claim_keys:
+                    await self.client.keys_claim(self.client.get_users_for_key_claiming())
+                await self.client.send_to_device_messages()
+            return response
+
+        response = self.call(sync_and_keep_keys())
+        self.since = response.next_batch
+        return response
+
     def call(self, coro, timeout: float = 60.0):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def create_room(self, *, name: str, invite: list[str], public: bool = False) -> str:
+    def create_room(
+        self, *, name: str, invite: list[str], public: bool = False, encrypted: bool = False
+    ) -> str:
         visibility = RoomVisibility.public if public else RoomVisibility.private
+        initial_state = (
+            [
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ]
+            if encrypted
+            else []
+        )
         response = self.call(
-            self.client.room_create(name=name, invite=invite, visibility=visibility)
+            self.client.room_create(
+                name=name, invite=invite, visibility=visibility, initial_state=initial_state
+            )
         )
         assert isinstance(response, RoomCreateResponse), response
         return response.room_id
 
     def send(self, room_id: str, body: str) -> str:
+        self._sync(0)  # know the room's members (and their devices) before encrypting
         response = self.call(
-            self.client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+            self.client.room_send(
+                room_id,
+                "m.room.message",
+                {"msgtype": "m.text", "body": body},
+                ignore_unverified_devices=True,
+            )
         )
         assert isinstance(response, RoomSendResponse), response
         return response.event_id
 
     def send_event(self, room_id: str, event_type: str, content: dict) -> str:
-        response = self.call(self.client.room_send(room_id, event_type, content))
+        response = self.call(
+            self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
+        )
         assert isinstance(response, RoomSendResponse), response
         return response.event_id
 
@@ -84,8 +141,7 @@ class SyncPeer:
     def wait_for_typing(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = self.call(self.client.sync(timeout=1000, since=self.since))
-            self.since = response.next_batch
+            response = self._sync(1000)
             joined = response.rooms.join.get(room_id)
             for event in joined.ephemeral if joined else []:
                 if user_id in (getattr(event, "users", None) or []):
@@ -99,8 +155,7 @@ class SyncPeer:
         self.call(self.client.join(room_id))
 
     def _sync_events(self) -> list[tuple[str, object]]:
-        response = self.call(self.client.sync(timeout=1000, since=self.since))
-        self.since = response.next_batch
+        response = self._sync(1000)
         return [
             (room_id, event)
             for room_id, room in response.rooms.join.items()
@@ -120,8 +175,7 @@ class SyncPeer:
         """The next invite: (room id, our own m.room.member content from the invite state)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = self.call(self.client.sync(timeout=1000, since=self.since))
-            self.since = response.next_batch
+            response = self._sync(1000)
             for room_id, info in response.rooms.invite.items():
                 for event in info.invite_state:
                     if getattr(event, "state_key", None) == self.user_id:

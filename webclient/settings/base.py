@@ -150,6 +150,9 @@ WEBCLIENT_SECRET_KEYS = env_list("WEBCLIENT_SECRET_KEYS")
 SYNC_HOST_CAPACITY = int(os.environ.get("SYNC_HOST_CAPACITY", "500"))
 SYNC_LEASE_SECONDS = float(os.environ.get("SYNC_LEASE_SECONDS", "30"))
 SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
+# Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
+# key). Every sync host must see the same folder: on more than one machine, shared storage.
+CRYPTO_STORE_DIR = Path(os.environ.get("WEBCLIENT_CRYPTO_STORE_DIR", DATA_DIR / "crypto")).resolve()
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False

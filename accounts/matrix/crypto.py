@@ -1,0 +1,331 @@
+"""One account's end-to-end encryption device: Olm and Megolm through matrix-nio and vodozemac.
+
+Only the sync host holding the account's lease opens it (one owner per device, see ARCHITECTURE),
+so nothing else ever reads or writes the crypto store. The store is nio's SQLite file in a folder of
+its own per account; its pickles are encrypted with the account's random pickle key, which is itself
+encrypted at rest with the workspace's master key. We feed nio the /sync body we fetched ourselves,
+reduced to what crypto needs, and never let it fetch or store sync tokens.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    EncryptionError,
+    ErrorResponse,
+    ForwardedRoomKeyEvent,
+    JoinedMembersError,
+    LocalProtocolError,
+    MegolmEvent,
+    RoomKeyEvent,
+    SyncResponse,
+)
+from nio.crypto import ENCRYPTION_ENABLED
+from nio.rooms import MatrixRoom
+
+from accounts.matrix.errors import HomeserverUnreachable, MatrixError
+
+log = logging.getLogger(__name__)
+
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+
+class CryptoUnavailable(MatrixError):
+    """The encryption machinery could not be opened (no vodozemac, or an unreadable store)."""
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """A room event as its sender wrote it: the envelope's ids with the clear type and content."""
+
+    event: dict[str, Any]
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Undecrypted:
+    """Why an encrypted event stays unreadable for now ("missing_key" or "corrupt")."""
+
+    reason: str
+    session_id: str
+
+
+@dataclass
+class Absorbed:
+    """What one /sync changed for crypto: decrypted timeline events and the keys that arrived."""
+
+    results: dict[str, Decrypted | Undecrypted] = field(default_factory=dict)
+    keys_arrived: set[tuple[str, str]] = field(default_factory=set)  # (room id, session id)
+
+
+@dataclass(frozen=True)
+class RoomEvents:
+    """The validated state and timeline events of one joined room in a /sync response."""
+
+    state: list[dict]
+    timeline: list[dict]
+
+
+def is_encrypted_event(event: dict) -> bool:
+    content = event.get("content")
+    return (
+        event.get("type") == "m.room.encrypted"
+        and isinstance(content, dict)
+        and content.get("algorithm") == MEGOLM
+    )
+
+
+class CryptoDevice:
+    """The Olm machine of one Matrix device, driven by the host's sync loop and outbox."""
+
+    def __init__(
+        self,
+        *,
+        homeserver_url: str,
+        user_id: str,
+        device_id: str,
+        access_token: str,
+        pickle_key: str,
+        store_dir: Path,
+    ) -> None:
+        self.user_id = user_id
+        self.device_id = device_id
+        self.store_dir = store_dir
+        self._token = access_token
+        self._client = AsyncClient(
+            homeserver_url,
+            user_id,
+            device_id=device_id,
+            store_path=str(store_dir),
+            config=AsyncClientConfig(
+                encryption_enabled=True,
+                store_sync_tokens=False,
+                pickle_key=pickle_key,
+                max_limit_exceeded=3,
+                max_timeouts=3,
+                request_timeout=30,
+            ),
+        )
+
+    async def open(self, http: aiohttp.ClientSession) -> None:
+        """Load (or create) the device's Olm account and publish its keys if the server needs them."""
+        if not ENCRYPTION_ENABLED:
+            raise CryptoUnavailable("End-to-end encryption needs matrix-nio[e2e] (vodozemac).")
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.store_dir, 0o700)
+        self._client.client_session = http  # the host's pool, shared by all its accounts
+        try:
+            self._client.restore_login(self.user_id, self.device_id, self._token)
+        except Exception as error:  # a store nio cannot read: say so, do not guess
+            raise CryptoUnavailable(f"The crypto store could not be opened: {error}") from error
+        if self._client.olm is None:
+            raise CryptoUnavailable("The crypto store could not be opened.")
+        await self.housekeeping()
+
+    def use_access_token(self, token: str) -> None:
+        self._token = token
+        self._client.access_token = token
+
+    @property
+    def identity_keys(self) -> dict[str, str]:
+        return dict(self._client.olm.account.identity_keys)
+
+    async def absorb_sync(
+        self,
+        raw: dict[str, Any],
+        rooms: dict[str, RoomEvents],
+        encrypted_room_ids: set[str],
+    ) -> Absorbed:
+        """Feed one /sync to the Olm machine: to-device messages (room keys, key requests),
+        device list changes, one-time key counts and the membership of encrypted rooms; then
+        decrypt the encrypted timeline events. Plain rooms are not given to nio at all."""
+        crypto_rooms = {
+            room_id: events
+            for room_id, events in rooms.items()
+            if room_id in encrypted_room_ids
+            or any(e.get("type") == "m.room.encryption" for e in events.state + events.timeline)
+        }
+        response = SyncResponse.from_dict(_crypto_view(raw, crypto_rooms))
+        absorbed = Absorbed()
+        if isinstance(response, ErrorResponse):
+            log.warning("sync for %s not understood by nio: %s", self.user_id, response)
+        else:
+            await self._client.receive_response(response)
+            for event in response.to_device_events:
+                if isinstance(event, (RoomKeyEvent, ForwardedRoomKeyEvent)):
+                    absorbed.keys_arrived.add((event.room_id, event.session_id))
+            self._track_changed_devices(raw)
+        for room_id, events in crypto_rooms.items():
+            for event in events.timeline:
+                if is_encrypted_event(event):
+                    absorbed.results[event["event_id"]] = self.decrypt(room_id, event)
+        await self.housekeeping()
+        return absorbed
+
+    def _track_changed_devices(self, raw: dict[str, Any]) -> None:
+        """nio only notices device changes of members of rooms it holds in memory; after a restart
+        that is none, so changes of anyone we already track are queued for a key query too."""
+        lists = raw.get("device_lists")
+        changed = lists.get("changed") if isinstance(lists, dict) else None
+        if isinstance(changed, list):
+            tracked = set(self._client.olm.device_store.users)
+            self._client.olm.add_changed_users({u for u in changed if u in tracked})
+
+    def decrypt(self, room_id: str, event: dict[str, Any]) -> Decrypted | Undecrypted:
+        """Decrypt one stored or fresh m.room.encrypted event (Megolm)."""
+        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        session_id = str(content.get("session_id", ""))[:255]
+        parsed = MegolmEvent.from_dict(event)
+        if not isinstance(parsed, MegolmEvent):
+            return Undecrypted("corrupt", session_id)
+        parsed.room_id = room_id
+        try:
+            clear = self._client.olm.decrypt_megolm_event(parsed, room_id)
+        except EncryptionError as error:
+            missing = "no session found" in str(error)
+            return Undecrypted("missing_key" if missing else "corrupt", session_id)
+        source = getattr(clear, "source", None)
+        if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+            return Undecrypted("corrupt", session_id)
+        clear_content = source.get("content") if isinstance(source.get("content"), dict) else {}
+        envelope_relation = content.get("m.relates_to")
+        if "m.relates_to" not in clear_content and isinstance(envelope_relation, dict):
+            clear_content = {**clear_content, "m.relates_to": envelope_relation}
+        merged = {**event, "type": source["type"], "content": clear_content}
+        return Decrypted(merged, verified=bool(getattr(clear, "verified", False)))
+
+    async def request_key(self, room_id: str, event: dict[str, Any]) -> None:
+        """Ask our user's other devices for a missing room key (once per session)."""
+        parsed = MegolmEvent.from_dict(event)
+        if not isinstance(parsed, MegolmEvent):
+            return
+        parsed.room_id = room_id
+        try:
+            await self._client.request_room_key(parsed)
+        except LocalProtocolError:
+            pass  # already requested
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            log.info("key request for %s not sent; retried on the next sync", parsed.session_id)
+
+    async def encrypt(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Encrypt an event for the room's members' devices, sharing (or rotating) the room key
+        first when needed. Relations stay in the clear so servers can aggregate them."""
+        client = self._client
+        room = client.rooms.get(room_id)
+        if room is None:
+            room = client.rooms[room_id] = MatrixRoom(room_id, self.user_id, encrypted=True)
+        room.encrypted = True
+        if not room.members_synced:
+            members = await client.joined_members(room_id)
+            if isinstance(members, JoinedMembersError):
+                raise MatrixError(f"The room's members could not be loaded: {members.message}")
+        if client.should_query_keys:
+            await self._checked(client.keys_query())
+        if client.olm.should_share_group_session(room_id):
+            await self._share_room_key(room_id)
+        return client.encrypt(room_id, event_type, content)
+
+    async def _share_room_key(self, room_id: str) -> None:
+        client = self._client
+        waiting = client.sharing_session.get(room_id)
+        if waiting is not None:
+            await waiting.wait()
+            return
+        try:
+            await client.share_group_session(room_id, ignore_unverified_devices=True)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise HomeserverUnreachable() from error
+
+    def forget_room_members(self, room_id: str) -> None:
+        """Membership changed outside nio's view: reload members (and rotate) before the next send."""
+        room = self._client.rooms.get(room_id)
+        if room is not None:
+            room.members_synced = False
+
+    async def housekeeping(self) -> None:
+        """What nio's sync_forever would do between syncs: publish one-time keys, fetch changed
+        device lists, claim keys for broken sessions, send queued to-device messages."""
+        client = self._client
+        try:
+            if client.should_upload_keys:
+                await self._checked(client.keys_upload())
+            if client.should_query_keys:
+                await self._checked(client.keys_query())
+            if client.should_claim_keys:
+                await self._checked(client.keys_claim(client.get_users_for_key_claiming()))
+            if client.outgoing_to_device_messages:
+                await client.send_to_device_messages()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            log.info("crypto housekeeping for %s deferred: homeserver unreachable", self.user_id)
+
+    async def _checked(self, call) -> None:
+        response = await call
+        if isinstance(response, ErrorResponse):
+            log.warning("crypto request for %s refused: %s", self.user_id, response)
+
+    async def close(self) -> None:
+        """Let go of the store; the shared HTTP pool belongs to the host."""
+        self._client.client_session = None
+        store = self._client.store
+        database = getattr(store, "database", None)
+        if database is not None:
+            database.close()
+
+
+def _crypto_view(raw: dict[str, Any], rooms: dict[str, RoomEvents]) -> dict[str, Any]:
+    """The parts of a /sync body the Olm machine needs, with only events that passed our checks
+    (nio would reject the whole response for one malformed event)."""
+
+    def section(name: str) -> list[dict]:
+        value = raw.get(name)
+        events = value.get("events") if isinstance(value, dict) else None
+        return [e for e in events if _is_to_device(e)] if isinstance(events, list) else []
+
+    lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
+    counts = raw.get("device_one_time_keys_count")
+    return {
+        "next_batch": raw.get("next_batch", ""),
+        "to_device": {"events": section("to_device")},
+        "device_lists": {
+            "changed": [u for u in lists.get("changed") or [] if isinstance(u, str)],
+            "left": [u for u in lists.get("left") or [] if isinstance(u, str)],
+        },
+        "device_one_time_keys_count": {
+            k: v
+            for k, v in (counts if isinstance(counts, dict) else {}).items()
+            if isinstance(v, int)
+        },
+        "rooms": {
+            "join": {
+                room_id: {
+                    "state": {"events": events.state},
+                    "timeline": {
+                        "events": [e for e in events.timeline if not is_encrypted_event(e)],
+                        "limited": False,
+                    },
+                    "ephemeral": {"events": []},
+                    "account_data": {"events": []},
+                }
+                for room_id, events in rooms.items()
+            },
+            "invite": {},
+            "leave": {},
+        },
+    }
+
+
+def _is_to_device(event: Any) -> bool:
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("sender"), str)
+        and isinstance(event.get("content"), dict)
+    )

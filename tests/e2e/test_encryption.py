@@ -1,0 +1,60 @@
+"""Encrypted rooms in Chromium: private rooms are encrypted by default, messages flow both ways
+with an independent Olm device, and a message we cannot read says why."""
+
+import pytest
+
+from tests.e2e.conftest import sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+def test_private_room_is_encrypted_and_messages_flow_both_ways(
+    page, workspace, matrix_user_factory, bob_encrypting, artifacts
+):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    sign_in(page, workspace, alice)
+    page.click("text=New room")
+    assert page.is_checked("input[name=encrypted]")
+    page.fill("#room-name", "Board minutes")
+    page.click("text=Create room")
+    page.wait_for_selector("h1:has-text('Board minutes') .badge-lock")
+    room_id = page.evaluate("() => decodeURIComponent(location.pathname.split('/')[2])")
+    page.click("text=Invite or leave")
+    page.fill("#invite-user", bob.user_id)
+    page.click("button:has-text('Invite')")
+    bob.wait_for_invite()
+    bob.join(room_id)
+    encryption = bob.wait_for_event(room_id, lambda e: e.get("type") == "m.room.encryption")
+    assert encryption["content"]["algorithm"] == "m.megolm.v1.aes-sha2"
+
+    page.wait_for_selector(f"ol.timeline >> text={bob.localpart}")  # Bob's join has synced
+    page.fill("#composer-body", "Minutes are *confidential* 🔐")
+    page.press("#composer-body", "Enter")
+    received = bob.wait_for_message(room_id, lambda body: "confidential" in body)
+    assert received.body == "Minutes are *confidential* 🔐"
+    assert received.decrypted is True
+
+    bob.send(room_id, "Understood, shredding my copy")
+    page.wait_for_selector("ol.timeline >> text=Understood, shredding my copy")
+    page.screenshot(path=str(artifacts / "encrypted-room.png"))
+    assert page.query_selector("ol.timeline li.unreadable") is None
+    assert page.errors == []
+
+
+def test_message_sent_before_joining_says_why_it_cannot_be_read(
+    page, workspace, matrix_user_factory, bob_encrypting
+):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    room_id = bob.create_room(name="Old secrets", invite=[], encrypted=True)
+    bob.send(room_id, "before alice was here")
+    bob.call(bob.client.room_invite(room_id, alice.user_id))
+    sign_in(page, workspace, alice)
+    page.click("#room-list >> text=Old secrets")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    unreadable = page.wait_for_selector("ol.timeline li.unreadable .body")
+    assert "sent before you joined" in unreadable.inner_text()
+    assert "before alice was here" not in page.content()
+    assert page.errors == []

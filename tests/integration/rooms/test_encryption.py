@@ -1,0 +1,265 @@
+"""End-to-end encrypted rooms, both ways, against an independent nio client with its own Olm device.
+
+The webclient side is the real sync host (crypto store on disk, pickle key from the database);
+the peer is a plain matrix-nio client with encryption on, as another Matrix client would be."""
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    MegolmEvent,
+    RoomCreateResponse,
+    RoomMessageText,
+    RoomSendResponse,
+)
+
+from accounts.models import MatrixAccount
+from rooms import services
+from rooms.models import Event, Membership, OutboxMessage, Room
+from rooms.sync.host import SyncHost
+from tests.integration.accounts.test_secrets_at_rest import dump_database
+from tests.integration.rooms.helpers import join, signed_in_account
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ENCRYPTION = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+
+
+async def encrypting_peer(synapse, creds, store: Path) -> AsyncClient:
+    store.mkdir(parents=True, exist_ok=True)
+    client = AsyncClient(
+        synapse.url,
+        creds.user_id,
+        device_id=creds.device_id,
+        store_path=str(store),
+        config=AsyncClientConfig(
+            encryption_enabled=True, store_sync_tokens=False, pickle_key="peer-test-key"
+        ),
+    )
+    client.restore_login(creds.user_id, creds.device_id, creds.access_token)
+    await client.keys_upload()
+    await client.sync(timeout=0, full_state=True)
+    return client
+
+
+@contextlib.asynccontextmanager
+async def running_host():
+    host = SyncHost(capacity=10, lease_seconds=6)
+    stop = asyncio.Event()
+    task = asyncio.create_task(host.run(stop))
+    try:
+        yield host
+    finally:
+        stop.set()
+        await task
+        await sync_to_async(connections.close_all)()
+
+
+async def until(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await sync_to_async(condition)()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{condition.__name__} did not hold within {timeout:.0f}s")
+
+
+async def peer_send(peer: AsyncClient, room_id: str, body: str) -> str:
+    await peer.sync(timeout=0)
+    response = await peer.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": body},
+        ignore_unverified_devices=True,
+    )
+    assert isinstance(response, RoomSendResponse), response
+    return response.event_id
+
+
+async def peer_reads(peer: AsyncClient, room_id: str, event_id: str, timeout: float = 30.0):
+    """The event as the peer's own device decrypted it (or the undecryptable MegolmEvent)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        response = await peer.sync(timeout=1000)
+        room = response.rooms.join.get(room_id)
+        for event in room.timeline.events if room else []:
+            if event.event_id == event_id:
+                last = event
+                if not isinstance(event, MegolmEvent):
+                    return event
+    return last
+
+
+def stored(event_id: str):
+    def check():
+        return Event.objects.filter(event_id=event_id).first()
+
+    check.__name__ = f"stored({event_id})"
+    return check
+
+
+def sent(txn_id: str):
+    def check():
+        row = OutboxMessage.objects.get(txn_id=txn_id)
+        return row.event_id if row.status == OutboxMessage.SENT else None
+
+    check.__name__ = f"sent({txn_id})"
+    return check
+
+
+async def encrypted_room(client, synapse, matrix_user_factory, tmp_path):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    peer = await encrypting_peer(synapse, matrix_user_factory(), tmp_path / "peer")
+    created = await peer.room_create(
+        name="Secret plans", invite=[me.user_id], initial_state=[ENCRYPTION]
+    )
+    assert isinstance(created, RoomCreateResponse)
+    await sync_to_async(join)(account, created.room_id)
+    return account, peer, created.room_id
+
+
+def encrypted_membership(account: MatrixAccount, room_id: str):
+    def check():
+        return Membership.objects.filter(
+            account=account, room__room_id=room_id, membership="join", is_encrypted=True
+        ).first()
+
+    return check
+
+
+async def test_messages_flow_encrypted_both_ways_and_survive_a_host_restart(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    account, peer, room_id = await encrypted_room(client, synapse, matrix_user_factory, tmp_path)
+    try:
+        async with running_host():
+            await until(encrypted_membership(account, room_id))
+            event_id = await peer_send(peer, room_id, "the launch is on Tuesday")
+            event = await until(stored(event_id))
+            event = await until(
+                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
+            )
+            assert event.raw["content"]["body"] == "the launch is on Tuesday"
+            assert event.encrypted_raw["type"] == "m.room.encrypted"
+            assert "ciphertext" in event.encrypted_raw["content"]
+
+            room = await sync_to_async(Room.objects.get)(room_id=room_id)
+            reply = await sync_to_async(services.message_send)(
+                account_id=account.pk, room=room, body="Tuesday **works**"
+            )
+            our_event_id = await until(sent(reply.txn_id))
+            seen = await peer_reads(peer, room_id, our_event_id)
+            assert isinstance(seen, RoomMessageText), seen
+            assert seen.body == "Tuesday **works**"
+            assert seen.formatted_body == "<p>Tuesday <strong>works</strong></p>"
+            ours = await until(stored(our_event_id))
+            assert ours.encrypted_raw is not None, "our own echo is decrypted too"
+
+        # A new host (a restart, or another machine) picks the crypto store up and goes on.
+        async with running_host():
+            later = await peer_send(peer, room_id, "after the restart")
+            event = await until(
+                lambda: Event.objects.filter(event_id=later, event_type="m.room.message").first()
+            )
+            assert event.raw["content"]["body"] == "after the restart"
+            again = await sync_to_async(services.message_send)(
+                account_id=account.pk, room=room, body="still readable"
+            )
+            seen = await peer_reads(peer, room_id, await until(sent(again.txn_id)))
+            assert isinstance(seen, RoomMessageText) and seen.body == "still readable"
+    finally:
+        await peer.close()
+
+
+async def test_room_key_rotates_when_someone_leaves(client, synapse, matrix_user_factory, tmp_path):
+    account, peer, room_id = await encrypted_room(client, synapse, matrix_user_factory, tmp_path)
+    carol_creds = matrix_user_factory()
+    carol = await encrypting_peer(synapse, carol_creds, tmp_path / "carol")
+    try:
+        await peer.room_invite(room_id, carol_creds.user_id)
+        await carol.join(room_id)
+
+        def session_of(event_id):
+            return Event.objects.get(event_id=event_id).encrypted_raw["content"]["session_id"]
+
+        async with running_host():
+            await until(encrypted_membership(account, room_id))
+            room = await sync_to_async(Room.objects.get)(room_id=room_id)
+            first = await sync_to_async(services.message_send)(
+                account_id=account.pk, room=room, body="carol can read this"
+            )
+            first_id = await until(sent(first.txn_id))
+            seen = await peer_reads(carol, room_id, first_id)
+            assert isinstance(seen, RoomMessageText) and seen.body == "carol can read this"
+            await until(stored(first_id))
+
+            await carol.room_leave(room_id)
+
+            def carol_left():
+                return Event.objects.filter(
+                    room__room_id=room_id,
+                    event_type="m.room.member",
+                    state_key=carol_creds.user_id,
+                    raw__content__membership="leave",
+                ).exists()
+
+            await until(carol_left)
+            second = await sync_to_async(services.message_send)(
+                account_id=account.pk, room=room, body="after carol left"
+            )
+            second_id = await until(sent(second.txn_id))
+            await until(stored(second_id))
+            first_session = await sync_to_async(session_of)(first_id)
+            second_session = await sync_to_async(session_of)(second_id)
+            assert first_session != second_session
+            seen = await peer_reads(peer, room_id, second_id)
+            assert isinstance(seen, RoomMessageText) and seen.body == "after carol left"
+    finally:
+        await carol.close()
+        await peer.close()
+
+
+async def test_crypto_store_and_database_hold_no_plaintext_keys_or_tokens(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    account, peer, room_id = await encrypted_room(client, synapse, matrix_user_factory, tmp_path)
+    try:
+        async with running_host():
+            await until(encrypted_membership(account, room_id))
+            event_id = await peer_send(peer, room_id, "keys stay locked")
+            await until(
+                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
+            )
+        session = peer.olm.outbound_group_sessions[room_id]
+        room_key = session.session_key  # what the room key message carries (base64)
+        account = await sync_to_async(MatrixAccount.objects.get)(pk=account.pk)
+        store = settings.CRYPTO_STORE_DIR / str(account.pk)
+        files = [p for p in store.rglob("*") if p.is_file()]
+        assert files, "the crypto store is on disk"
+        assert oct(store.stat().st_mode & 0o777) == "0o700"
+        secrets = [account.access_token, account.pickle_key, room_key, room_key[:32]]
+        for path in files:
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in data, f"{secret[:6]}... in {path.name}"
+        dump = await sync_to_async(dump_database)()
+        assert "keys stay locked" in dump  # the dump is real (messages are kept for the records)
+        for secret in (account.access_token, account.pickle_key, room_key[:32]):
+            assert secret not in dump
+    finally:
+        await peer.close()
