@@ -24,6 +24,17 @@ class MatrixAccount(models.Model):
     device_id = models.CharField(max_length=255)
     access_token = EncryptedTextField()
     pickle_key = EncryptedTextField(default=new_pickle_key)
+    # The account's cross-signing private keys (JSON of seeds) when this workspace created them.
+    cross_signing_keys = EncryptedTextField(blank=True, default="")
+    CROSS_SIGNING_STATES = [
+        ("", "not yet checked"),
+        ("signed", "this device is cross-signed by its owner"),
+        ("foreign", "another client holds the account's cross-signing keys"),
+        ("needs_auth", "the homeserver wants a password to set up cross-signing"),
+    ]
+    cross_signing_state = models.CharField(
+        max_length=16, blank=True, default="", choices=CROSS_SIGNING_STATES
+    )
     provisioned = models.BooleanField(
         default=False, help_text="Created by this workspace through the admin console."
     )

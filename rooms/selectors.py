@@ -34,6 +34,7 @@ class Device:
     access_token: str
     device_id: str = ""
     pickle_key: str = ""
+    cross_signing_keys: str = ""
 
 
 def account_device(*, account_id: int) -> Device:
@@ -44,6 +45,7 @@ def account_device(*, account_id: int) -> Device:
         account.access_token,
         account.device_id,
         account.pickle_key,
+        account.cross_signing_keys,
     )
 
 

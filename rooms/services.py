@@ -968,3 +968,16 @@ def events_decrypted(*, lease: LeaseHandle, decrypted: list[tuple[dict, dict]]) 
 
 def _rerender(account_id: int, event_ids: list[str]):
     return lambda: notify.messages_changed(account_id=account_id, event_ids=event_ids)
+
+
+def device_cross_signing_keys_save(*, lease: LeaseHandle, keys_json: str) -> None:
+    """Keep freshly made cross-signing keys (encrypted at rest) before they are uploaded."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_keys=keys_json)
+
+
+def device_cross_signing_state_save(*, lease: LeaseHandle, state: str) -> None:
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_state=state)

@@ -29,7 +29,14 @@ from nio import (
 from nio.crypto import ENCRYPTION_ENABLED
 from nio.rooms import MatrixRoom
 
-from accounts.matrix.errors import HomeserverUnreachable, MatrixError
+from accounts.matrix import sync_api
+from accounts.matrix.cross_signing import (
+    CrossSigningKeys,
+    canonical_json,
+    public_key_of,
+    verify_signature,
+)
+from accounts.matrix.errors import HomeserverUnreachable, MatrixError, TokenInvalid
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +277,67 @@ class CryptoDevice:
         response = await call
         if isinstance(response, ErrorResponse):
             log.warning("crypto request for %s refused: %s", self.user_id, response)
+
+    async def ensure_cross_signed(self, stored: CrossSigningKeys | None, save) -> str:
+        """Make our device cross-signed by its owner: bootstrap the account's cross-signing keys
+        when it has none (`save` is awaited with fresh keys before they are uploaded, so they are
+        never lost), then sign our device with the self-signing key if it is not yet.
+
+        Returns "signed", "foreign" (another client owns the account's cross-signing keys: our
+        device is trusted once the person verifies it from there) or "needs_auth" (the homeserver
+        wants interactive authentication for the first upload)."""
+        own = await self._query_own_keys()
+        server_master = public_key_of(own.get("master_keys", {}).get(self.user_id))
+        if not server_master:
+            keys = stored or CrossSigningKeys.generate()
+            if stored is None:
+                await save(keys)
+            if not await self._upload_cross_signing_keys(keys):
+                return "needs_auth"
+        elif stored is not None and stored.master.public == server_master:
+            keys = stored
+        else:
+            return "foreign"
+        device = own.get("device_keys", {}).get(self.user_id, {}).get(self.device_id)
+        if not isinstance(device, dict):
+            raise MatrixError("The homeserver does not list this device's keys.")
+        if not verify_signature(device, self.user_id, keys.self_signing.public):
+            await self._post(
+                "/_matrix/client/v3/keys/signatures/upload",
+                {self.user_id: {self.device_id: keys.self_signing.sign(device, self.user_id)}},
+            )
+        return "signed"
+
+    async def _query_own_keys(self) -> dict[str, Any]:
+        return await self._post(
+            "/_matrix/client/v3/keys/query", {"device_keys": {self.user_id: []}}
+        )
+
+    async def _upload_cross_signing_keys(self, keys: CrossSigningKeys) -> bool:
+        device_signature = (
+            f"ed25519:{self.device_id}",
+            self._client.olm.account.sign(
+                canonical_json(keys.master_key_object(self.user_id)).decode()
+            ),
+        )
+        body = keys.upload_body(self.user_id, device_signature)
+        try:
+            await self._post("/_matrix/client/v3/keys/device_signing/upload", body)
+        except MatrixError as error:
+            if error.status == 401 and not isinstance(error, TokenInvalid):  # UIA demanded
+                return False
+            raise
+        return True
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await sync_api.request_json(
+            self._client.client_session,
+            "POST",
+            f"{self._client.homeserver}{path}",
+            self._token,
+            30,
+            body=body,
+        )
 
     async def close(self) -> None:
         """Let go of the store; the shared HTTP pool belongs to the host."""

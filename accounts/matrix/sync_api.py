@@ -29,7 +29,7 @@ def new_http_session() -> aiohttp.ClientSession:
     )
 
 
-async def _request_json(
+async def request_json(
     http: aiohttp.ClientSession,
     method: str,
     url: str,
@@ -72,7 +72,7 @@ async def sync_raw(
     if since:
         params["since"] = since
     url = f"{homeserver_url}/_matrix/client/v3/sync?{urllib.parse.urlencode(params)}"
-    return await _request_json(http, "GET", url, access_token, timeout_ms / 1000 + 30)
+    return await request_json(http, "GET", url, access_token, timeout_ms / 1000 + 30)
 
 
 async def messages_raw(
@@ -90,7 +90,7 @@ async def messages_raw(
         f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?"
         f"{urllib.parse.urlencode(params)}"
     )
-    return await _request_json(http, "GET", url, access_token, 60)
+    return await request_json(http, "GET", url, access_token, 60)
 
 
 async def send_event(
@@ -111,7 +111,7 @@ async def send_event(
         content = {k: v for k, v in content.items() if k == "reason"}
     else:
         url = f"{base}/send/{quote(event_type)}/{quote(txn_id)}"
-    reply = await _request_json(http, "PUT", url, access_token, 30, body=content)
+    reply = await request_json(http, "PUT", url, access_token, 30, body=content)
     event_id = reply.get("event_id")
     if not isinstance(event_id, str):
         raise MatrixError("The homeserver did not return an event id.")

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.matrix import sync_api
+from accounts.matrix.cross_signing import CrossSigningKeys
 from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable, Decrypted
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
 from rooms import notify, selectors, services
@@ -100,6 +101,7 @@ class AccountSync:
         )
         if not self.crypto.ready.is_set():
             await self.crypto.open(device, self.lease.account_id, self.http)
+            await self.cross_sign(device)
         attempt = 0
         first_round = True  # gaps left by an earlier owner are filled after the first sync
         while True:
@@ -138,6 +140,32 @@ class AccountSync:
                 log.warning("sync %s: %s; retrying in %.1fs", device.user_id, error, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+
+    async def cross_sign(self, device: selectors.Device) -> None:
+        """Have our device cross-signed by its owner (keys made here when the account has none).
+        A failure is logged and retried by the next owner; it never stops the sync."""
+        crypto = self.crypto.device
+        if crypto is None:
+            return
+
+        async def save(keys: CrossSigningKeys) -> None:
+            await sync_to_async(services.device_cross_signing_keys_save)(
+                lease=self.lease, keys_json=keys.to_json()
+            )
+
+        try:
+            state = await crypto.ensure_cross_signed(
+                CrossSigningKeys.from_json(device.cross_signing_keys)
+                if device.cross_signing_keys
+                else None,
+                save,
+            )
+        except MatrixError as error:
+            log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
+            return
+        await sync_to_async(services.device_cross_signing_state_save)(
+            lease=self.lease, state=state
+        )
 
     async def decrypt(self, raw: dict, batch) -> set[str]:
         """Give the sync to the crypto device and put decrypted events into the batch; ask our

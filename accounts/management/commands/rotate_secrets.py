@@ -7,9 +7,13 @@ key first, run this, then remove the old key from the environment.
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from accounts.fields import EncryptedTextField
 from accounts.models import MatrixAccount, ServiceCredential
 
-ENCRYPTED_COLUMNS = {MatrixAccount: ["access_token", "pickle_key"], ServiceCredential: ["secret"]}
+ENCRYPTED_COLUMNS = {
+    model: [f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)]
+    for model in (MatrixAccount, ServiceCredential)
+}
 
 
 class Command(BaseCommand):

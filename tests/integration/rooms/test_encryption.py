@@ -5,6 +5,7 @@ the peer is a plain matrix-nio client with encryption on, as another Matrix clie
 
 import asyncio
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from nio import (
     RoomSendResponse,
 )
 
+from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verify_signature
+from accounts.matrix.http import matrix_request
 from accounts.models import MatrixAccount
 from rooms import services
 from rooms.models import Event, Membership, OutboxMessage, Room
@@ -263,3 +266,49 @@ async def test_crypto_store_and_database_hold_no_plaintext_keys_or_tokens(
             assert secret not in dump
     finally:
         await peer.close()
+
+
+def keys_seen_by(homeserver_url: str, token: str, user_id: str) -> dict:
+    return matrix_request(
+        homeserver_url,
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        token=token,
+        body={"device_keys": {user_id: []}},
+    )
+
+
+async def test_our_device_is_cross_signed_by_its_owner(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    observer = matrix_user_factory()
+
+    def cross_signed():
+        return MatrixAccount.objects.filter(pk=account.pk, cross_signing_state="signed").first()
+
+    async with running_host():
+        account = await until(cross_signed)
+    keys = await sync_to_async(keys_seen_by)(synapse.url, observer.access_token, me.user_id)
+    master = keys["master_keys"][me.user_id]
+    self_signing = keys["self_signing_keys"][me.user_id]
+    master_public = public_key_of(master)
+    # The chain another client checks: master -> self-signing key -> our device.
+    assert verify_signature(self_signing, me.user_id, master_public)
+    device = keys["device_keys"][me.user_id][account.device_id]
+    assert verify_signature(device, me.user_id, public_key_of(self_signing))
+    # Our device vouches for the master key too, so our own other sessions can trust it.
+    device_key_id = f"ed25519:{account.device_id}"
+    assert verify_signature(master, me.user_id, device["keys"][device_key_id], device_key_id)
+    stored = CrossSigningKeys.from_json(account.cross_signing_keys)
+    assert stored.master.public == master_public
+
+    # A restart finds everything in place and changes nothing.
+    async with running_host():
+        await asyncio.sleep(3)
+    again = await sync_to_async(keys_seen_by)(synapse.url, observer.access_token, me.user_id)
+    assert public_key_of(again["master_keys"][me.user_id]) == master_public
+    dump = await sync_to_async(dump_database)()
+    assert account.cross_signing_keys not in dump
+    assert json.loads(account.cross_signing_keys)["master"] not in dump
