@@ -6,20 +6,29 @@ import accounts.fields
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='matrixaccount',
-            name='cross_signing_keys',
-            field=accounts.fields.EncryptedTextField(blank=True, default=''),
+            model_name="matrixaccount",
+            name="cross_signing_keys",
+            field=accounts.fields.EncryptedTextField(blank=True, default=""),
         ),
         migrations.AddField(
-            model_name='matrixaccount',
-            name='cross_signing_state',
-            field=models.CharField(blank=True, choices=[('', 'not yet checked'), ('signed', 'this device is cross-signed by its owner'), ('foreign', "another client holds the account's cross-signing keys"), ('needs_auth', 'the homeserver wants a password to set up cross-signing')], default='', max_length=16),
+            model_name="matrixaccount",
+            name="cross_signing_state",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "not yet checked"),
+                    ("signed", "this device is cross-signed by its owner"),
+                    ("foreign", "another client holds the account's cross-signing keys"),
+                    ("needs_auth", "the homeserver wants a password to set up cross-signing"),
+                ],
+                default="",
+                max_length=16,
+            ),
         ),
     ]

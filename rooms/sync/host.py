@@ -163,9 +163,7 @@ class AccountSync:
         except MatrixError as error:
             log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
             return
-        await sync_to_async(services.device_cross_signing_state_save)(
-            lease=self.lease, state=state
-        )
+        await sync_to_async(services.device_cross_signing_state_save)(lease=self.lease, state=state)
 
     async def decrypt(self, raw: dict, batch) -> set[str]:
         """Give the sync to the crypto device and put decrypted events into the batch; ask our
