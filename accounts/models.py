@@ -35,6 +35,9 @@ class MatrixAccount(models.Model):
     cross_signing_state = models.CharField(
         max_length=16, blank=True, default="", choices=CROSS_SIGNING_STATES
     )
+    # The private key of the account's server-side key backup, when this workspace made it.
+    key_backup_key = EncryptedTextField(blank=True, default="")
+    key_backup_version = models.CharField(max_length=64, blank=True, default="")
     provisioned = models.BooleanField(
         default=False, help_text="Created by this workspace through the admin console."
     )

@@ -35,6 +35,7 @@ class Device:
     device_id: str = ""
     pickle_key: str = ""
     cross_signing_keys: str = ""
+    key_backup_key: str = ""
 
 
 def account_device(*, account_id: int) -> Device:
@@ -46,6 +47,7 @@ def account_device(*, account_id: int) -> Device:
         account.device_id,
         account.pickle_key,
         account.cross_signing_keys,
+        account.key_backup_key,
     )
 
 

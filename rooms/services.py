@@ -981,3 +981,16 @@ def device_cross_signing_state_save(*, lease: LeaseHandle, state: str) -> None:
     with transaction.atomic():
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_state=state)
+
+
+def device_key_backup_key_save(*, lease: LeaseHandle, private_key: str) -> None:
+    """Keep a fresh key backup key (encrypted at rest) before the backup is created with it."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(key_backup_key=private_key)
+
+
+def device_key_backup_version_save(*, lease: LeaseHandle, version: str) -> None:
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(key_backup_version=version)

@@ -26,17 +26,20 @@ from nio import (
     RoomKeyEvent,
     SyncResponse,
 )
-from nio.crypto import ENCRYPTION_ENABLED
+from nio.crypto import ENCRYPTION_ENABLED, InboundGroupSession
 from nio.rooms import MatrixRoom
 
-from accounts.matrix import sync_api
+from accounts.matrix import key_backup, sync_api
 from accounts.matrix.cross_signing import (
     CrossSigningKeys,
+    SigningKey,
     canonical_json,
     public_key_of,
     verify_signature,
 )
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, TokenInvalid
+from accounts.matrix.http import quote
+from accounts.matrix.key_backup import BackupKey
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,9 @@ class CryptoDevice:
         self.device_id = device_id
         self.store_dir = store_dir
         self._token = access_token
+        self._backup: tuple[str, BackupKey] | None = None  # (version, key) once in use
+        self._backed_up: set[str] = set()  # session ids uploaded by this owner
+        self._not_in_backup: set[str] = set()  # session ids the backup did not have
         self._client = AsyncClient(
             homeserver_url,
             user_id,
@@ -171,9 +177,25 @@ class CryptoDevice:
         for room_id, events in crypto_rooms.items():
             for event in events.timeline:
                 if is_encrypted_event(event):
-                    absorbed.results[event["event_id"]] = self.decrypt(room_id, event)
+                    absorbed.results[event["event_id"]] = await self.decrypt_or_restore(
+                        room_id, event
+                    )
         await self.housekeeping()
+        await self.back_up_new_sessions()
         return absorbed
+
+    async def decrypt_or_restore(
+        self, room_id: str, event: dict[str, Any]
+    ) -> Decrypted | Undecrypted:
+        """Decrypt, fetching the room key from the key backup first when we lack it."""
+        result = self.decrypt(room_id, event)
+        if (
+            isinstance(result, Undecrypted)
+            and result.reason == "missing_key"
+            and await self.restore_from_backup(room_id, result.session_id)
+        ):
+            result = self.decrypt(room_id, event)
+        return result
 
     def _track_changed_devices(self, raw: dict[str, Any]) -> None:
         """nio only notices device changes of members of rooms it holds in memory; after a restart
@@ -238,7 +260,9 @@ class CryptoDevice:
             await self._checked(client.keys_query())
         if client.olm.should_share_group_session(room_id):
             await self._share_room_key(room_id)
-        return client.encrypt(room_id, event_type, content)
+        wire = client.encrypt(room_id, event_type, content)
+        await self.back_up_new_sessions()  # a fresh room key of ours goes to the backup at once
+        return wire
 
     async def _share_room_key(self, room_id: str) -> None:
         client = self._client
@@ -308,6 +332,125 @@ class CryptoDevice:
             )
         return "signed"
 
+    async def ensure_backup(
+        self, stored: BackupKey | None, save, master: SigningKey | None = None
+    ) -> str:
+        """Use the account's server-side key backup, creating it when there is none (`save` is
+        awaited with a fresh key before the backup exists). Returns its version, or "" when the
+        account's backup belongs to a key we do not hold (another client made it)."""
+        try:
+            info = await self._request("GET", "/_matrix/client/v3/room_keys/version")
+        except MatrixError as error:
+            if error.errcode != "M_NOT_FOUND":
+                raise
+            info = None
+        if info is not None:
+            auth = info.get("auth_data") if isinstance(info.get("auth_data"), dict) else {}
+            version = info.get("version")
+            if (
+                stored is not None
+                and info.get("algorithm") == key_backup.ALGORITHM
+                and auth.get("public_key") == stored.public
+                and isinstance(version, str)
+            ):
+                self._backup = (version, stored)
+                await self.back_up_new_sessions()
+                return version
+            return ""
+        key = stored or BackupKey.generate()
+        if stored is None:
+            await save(key)
+        auth_data: dict[str, Any] = {"public_key": key.public}
+        auth_data["signatures"] = {
+            self.user_id: {
+                f"ed25519:{self.device_id}": self._client.olm.account.sign(
+                    canonical_json(auth_data).decode()
+                )
+            }
+        }
+        if master is not None:
+            auth_data = master.sign(auth_data, self.user_id)
+        reply = await self._post(
+            "/_matrix/client/v3/room_keys/version",
+            {"algorithm": key_backup.ALGORITHM, "auth_data": auth_data},
+        )
+        version = reply.get("version")
+        if not isinstance(version, str):
+            raise MatrixError("The homeserver did not return the key backup's version.")
+        self._backup = (version, key)
+        await self.back_up_new_sessions()
+        return version
+
+    async def back_up_new_sessions(self) -> int:
+        """Upload the room keys this owner has not backed up yet; returns how many."""
+        if self._backup is None:
+            return 0
+        version, key = self._backup
+        fresh = [s for s in self._client.olm.inbound_group_store if s.id not in self._backed_up]
+        for start in range(0, len(fresh), 100):
+            chunk = fresh[start : start + 100]
+            rooms: dict[str, dict] = {}
+            for session in chunk:
+                data = key_backup.exported_session(
+                    session_key=session.export_session(session.first_known_index),
+                    sender_key=session.sender_key,
+                    signing_key=session.ed25519,
+                    forwarding_chain=list(session.forwarding_chain),
+                )
+                rooms.setdefault(session.room_id, {"sessions": {}})["sessions"][session.id] = {
+                    "first_message_index": session.first_known_index,
+                    "forwarded_count": len(session.forwarding_chain),
+                    "is_verified": False,
+                    "session_data": key_backup.session_data_for(key.public, data),
+                }
+            await self._request(
+                "PUT",
+                f"/_matrix/client/v3/room_keys/keys?version={quote(version)}",
+                {"rooms": rooms},
+            )
+            self._backed_up.update(s.id for s in chunk)
+        return len(fresh)
+
+    async def restore_from_backup(self, room_id: str, session_id: str) -> bool:
+        """Fetch one room key from the backup into the store; True when it is now here."""
+        if self._backup is None or not session_id or session_id in self._not_in_backup:
+            return False
+        version, key = self._backup
+        path = (
+            f"/_matrix/client/v3/room_keys/keys/{quote(room_id)}/{quote(session_id)}"
+            f"?version={quote(version)}"
+        )
+        try:
+            entry = await self._request("GET", path)
+        except MatrixError as error:
+            if error.errcode == "M_NOT_FOUND":
+                self._not_in_backup.add(session_id)
+                return False
+            raise
+        data = key.decrypt(entry.get("session_data") or {})
+        if data is None or not key_backup.is_usable_session(data):
+            self._not_in_backup.add(session_id)
+            return False
+        try:
+            session = InboundGroupSession.import_session(
+                data["session_key"],
+                data["sender_claimed_keys"]["ed25519"],
+                data["sender_key"],
+                room_id,
+                [c for c in data.get("forwarding_curve25519_key_chain", []) if isinstance(c, str)],
+            )
+        except Exception:  # vodozemac refuses a malformed key
+            self._not_in_backup.add(session_id)
+            return False
+        if session.id != session_id:
+            self._not_in_backup.add(session_id)
+            return False
+        olm = self._client.olm
+        if olm.inbound_group_store.add(session):
+            olm.store.save_inbound_group_session(session)
+        self._backed_up.add(session_id)
+        return True
+
     async def _query_own_keys(self) -> dict[str, Any]:
         return await self._post(
             "/_matrix/client/v3/keys/query", {"device_keys": {self.user_id: []}}
@@ -330,9 +473,14 @@ class CryptoDevice:
         return True
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", path, body)
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return await sync_api.request_json(
             self._client.client_session,
-            "POST",
+            method,
             f"{self._client.homeserver}{path}",
             self._token,
             30,

@@ -21,6 +21,7 @@ from accounts.matrix import sync_api
 from accounts.matrix.cross_signing import CrossSigningKeys
 from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable, Decrypted
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
+from accounts.matrix.key_backup import BackupKey
 from rooms import notify, selectors, services
 from rooms.services import LeaseHandle
 from rooms.sync import leases
@@ -101,7 +102,8 @@ class AccountSync:
         )
         if not self.crypto.ready.is_set():
             await self.crypto.open(device, self.lease.account_id, self.http)
-            await self.cross_sign(device)
+            keys = await self.cross_sign(device)
+            await self.use_key_backup(device, keys)
         attempt = 0
         first_round = True  # gaps left by an earlier owner are filled after the first sync
         while True:
@@ -141,29 +143,57 @@ class AccountSync:
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    async def cross_sign(self, device: selectors.Device) -> None:
+    async def cross_sign(self, device: selectors.Device) -> CrossSigningKeys | None:
         """Have our device cross-signed by its owner (keys made here when the account has none).
-        A failure is logged and retried by the next owner; it never stops the sync."""
+        A failure is logged and retried by the next owner; it never stops the sync. Returns the
+        account's cross-signing keys when we hold them."""
         crypto = self.crypto.device
         if crypto is None:
-            return
+            return None
+        made: list[CrossSigningKeys] = []
 
         async def save(keys: CrossSigningKeys) -> None:
             await sync_to_async(services.device_cross_signing_keys_save)(
                 lease=self.lease, keys_json=keys.to_json()
             )
+            made.append(keys)
 
+        stored = (
+            CrossSigningKeys.from_json(device.cross_signing_keys)
+            if device.cross_signing_keys
+            else None
+        )
         try:
-            state = await crypto.ensure_cross_signed(
-                CrossSigningKeys.from_json(device.cross_signing_keys)
-                if device.cross_signing_keys
-                else None,
-                save,
-            )
+            state = await crypto.ensure_cross_signed(stored, save)
         except MatrixError as error:
             log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
-            return
+            return None
         await sync_to_async(services.device_cross_signing_state_save)(lease=self.lease, state=state)
+        return (stored or (made[0] if made else None)) if state == "signed" else None
+
+    async def use_key_backup(self, device: selectors.Device, keys: CrossSigningKeys | None) -> None:
+        """Back room keys up on the homeserver (creating the backup when the account has none),
+        so a new or restored device gets its history back."""
+        crypto = self.crypto.device
+        if crypto is None:
+            return
+
+        async def save(key: BackupKey) -> None:
+            await sync_to_async(services.device_key_backup_key_save)(
+                lease=self.lease, private_key=key.private
+            )
+
+        stored = BackupKey(device.key_backup_key) if device.key_backup_key else None
+        try:
+            version = await crypto.ensure_backup(
+                stored, save, keys.master if keys is not None else None
+            )
+        except MatrixError as error:
+            log.warning("key backup for %s deferred: %s", device.user_id, error.message)
+            return
+        await sync_to_async(services.device_key_backup_version_save)(
+            lease=self.lease, version=version
+        )
 
     async def decrypt(self, raw: dict, batch) -> set[str]:
         """Give the sync to the crypto device and put decrypted events into the batch; ask our
@@ -189,7 +219,7 @@ class AccountSync:
         )
         decrypted = []
         for room_id, event in waiting:
-            result = crypto.decrypt(room_id, event)
+            result = await crypto.decrypt_or_restore(room_id, event)
             if isinstance(result, Decrypted):
                 decrypted.append((result.event, event))
             elif result.reason == "missing_key":

@@ -6,6 +6,7 @@ the peer is a plain matrix-nio client with encryption on, as another Matrix clie
 import asyncio
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from nio import (
     RoomSendResponse,
 )
 
+from accounts.matrix.client_api import password_login
 from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verify_signature
 from accounts.matrix.http import matrix_request
 from accounts.models import MatrixAccount
@@ -312,3 +314,64 @@ async def test_our_device_is_cross_signed_by_its_owner(
     dump = await sync_to_async(dump_database)()
     assert account.cross_signing_keys not in dump
     assert json.loads(account.cross_signing_keys)["master"] not in dump
+
+
+async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    peer = await encrypting_peer(synapse, matrix_user_factory(), tmp_path / "peer")
+    created = await peer.room_create(
+        name="Archive", invite=[me.user_id], initial_state=[ENCRYPTION]
+    )
+    room_id = created.room_id
+    await sync_to_async(join)(account, room_id)
+    try:
+        async with running_host():
+            await until(encrypted_membership(account, room_id))
+            event_id = await peer_send(peer, room_id, "kept in the backup")
+            await until(
+                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
+            )
+            backed_up = await until(
+                lambda: (
+                    MatrixAccount.objects.exclude(key_backup_version="")
+                    .filter(pk=account.pk)
+                    .first()
+                )
+            )
+            session_id = (await until(stored(event_id))).encrypted_raw["content"]["session_id"]
+
+            def in_backup():
+                keys = matrix_request(
+                    synapse.url,
+                    "GET",
+                    f"/_matrix/client/v3/room_keys/keys?version={backed_up.key_backup_version}",
+                    token=account.access_token,
+                )
+                return session_id in keys.get("rooms", {}).get(room_id, {}).get("sessions", {})
+
+            await until(in_backup)
+
+        # The device is lost: a new one signs in with an empty crypto store, and the message is
+        # back to its encrypted form (as history fetched by a new device would be).
+        def lose_the_device():
+            session = password_login(synapse.url, user=me.user_id, password=me.password)
+            MatrixAccount.objects.filter(pk=account.pk).update(
+                device_id=session.device_id, access_token=session.access_token
+            )
+            shutil.rmtree(settings.CRYPTO_STORE_DIR / str(account.pk))
+            event = Event.objects.get(event_id=event_id)
+            Event.objects.filter(pk=event.pk).update(
+                raw=event.encrypted_raw, encrypted_raw=None, event_type="m.room.encrypted"
+            )
+
+        await sync_to_async(lose_the_device)()
+        async with running_host():
+            event = await until(
+                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
+            )
+        assert event.raw["content"]["body"] == "kept in the backup"
+    finally:
+        await peer.close()
