@@ -204,6 +204,11 @@ class JsPeer:
         """Share room keys only with verified devices (Element's "exclude insecure devices")."""
         self.request("set_only_verified", value=value)
 
+    def set_only_signed(self, value: bool) -> None:
+        """Exclude devices not cross-signed by their owner (MSC4153, Element's "exclude insecure
+        devices"): keys go only to signed devices and their messages only are decrypted."""
+        self.request("set_only_signed", value=value)
+
     def close(self, timeout: float = 10) -> None:
         """Stop the client and the process (killed if it does not exit); safe to call twice."""
         if self._process.poll() is None:

@@ -16,7 +16,12 @@
 import "fake-indexeddb/auto";
 import { createInterface } from "node:readline";
 import { ClientEvent, createClient, MatrixEventEvent, RoomEvent, SyncState } from "matrix-js-sdk";
-import { EventShieldColour, EventShieldReason } from "matrix-js-sdk/lib/crypto-api/index.js";
+import {
+    AllDevicesIsolationMode,
+    EventShieldColour,
+    EventShieldReason,
+    OnlySignedDevicesIsolationMode,
+} from "matrix-js-sdk/lib/crypto-api/index.js";
 
 const writeStdout = process.stdout.write.bind(process.stdout);
 redirectConsoleToStderr();
@@ -118,6 +123,20 @@ async function keysPublished(matrixClient, timeoutMs) {
     throw new Error(`device ${deviceId} keys were not on the server after ${timeoutMs} ms`);
 }
 
+// Like a fresh Element login: the account gets cross-signing keys and this device is signed by
+// them (in "only signed devices" mode an account without cross-signing may not send at all).
+async function bootstrapCrossSigning(matrixClient, userId, password) {
+    await matrixClient.getCrypto().bootstrapCrossSigning({
+        authUploadDeviceSigningKeys: async (makeRequest) => {
+            await makeRequest({
+                type: "m.login.password",
+                identifier: { type: "m.id.user", user: userId },
+                password,
+            });
+        },
+    });
+}
+
 async function start({ homeserver, user_id, password, timeout_ms = DEFAULT_TIMEOUT_MS }) {
     if (client) throw new Error("already started: one process is one device");
     const session = await login(homeserver, user_id, password);
@@ -132,6 +151,7 @@ async function start({ homeserver, user_id, password, timeout_ms = DEFAULT_TIMEO
     await client.startClient({ initialSyncLimit: 20 });
     await synced;
     await keysPublished(client, timeout_ms);
+    await bootstrapCrossSigning(client, session.user_id, password);
     return { user_id: session.user_id, device_id: session.device_id };
 }
 
@@ -237,6 +257,14 @@ async function setOnlyVerified({ value }) {
     return { value: Boolean(value) };
 }
 
+// Element's "exclude insecure devices" (MSC4153): room keys go only to devices their owner has
+// cross-signed, and nothing is decrypted from devices that are not.
+async function setOnlySigned({ value }) {
+    const mode = value ? new OnlySignedDevicesIsolationMode() : new AllDevicesIsolationMode(false);
+    requireClient().getCrypto().setDeviceIsolationMode(mode);
+    return { value: Boolean(value) };
+}
+
 function stopClient() {
     client?.stopClient();
     client = null;
@@ -249,6 +277,7 @@ const COMMANDS = {
     wait_message: waitMessage,
     device_status: deviceStatus,
     set_only_verified: setOnlyVerified,
+    set_only_signed: setOnlySigned,
 };
 
 async function handle(line) {

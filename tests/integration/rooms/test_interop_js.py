@@ -1,0 +1,67 @@
+"""Interop with a second, independent E2EE implementation: matrix-js-sdk with its Rust crypto (the
+stack Element Web runs), set to share keys only with devices their owner cross-signed (MSC4153,
+Element's "exclude insecure devices")."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from accounts.models import MatrixAccount
+from rooms import services
+from rooms.models import Event, Room
+from tests.integration.rooms.helpers import signed_in_account
+from tests.integration.rooms.test_encryption import running_host, sent, until
+from tests.interop.js_peer import JsPeer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_matrix_js_sdk_peer_exchanges_encrypted_messages_and_trusts_our_device(
+    client, synapse, matrix_user_factory
+):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    other = matrix_user_factory()
+    js = await asyncio.to_thread(JsPeer)
+    try:
+        await asyncio.to_thread(js.start, synapse.url, other.user_id, other.password)
+        await asyncio.to_thread(js.set_only_signed, True)
+        async with running_host():
+
+            def cross_signed():
+                return MatrixAccount.objects.filter(
+                    pk=account.pk, cross_signing_state="signed"
+                ).first()
+
+            account = await until(cross_signed)
+
+            room_id = await sync_to_async(services.room_create)(
+                account=account, name="Interop", topic="", public=False
+            )
+            await sync_to_async(services.room_invite)(
+                account=account, room_id=room_id, user_id=other.user_id
+            )
+            joined = await asyncio.to_thread(js.join, room_id)
+            assert joined["encrypted"] is True
+            # Element's check: our device is cross-signed by its owner.
+            status = await asyncio.to_thread(js.device_status, me.user_id, account.device_id)
+            assert status["known"] and status["signed_by_owner"], status
+
+            room = await sync_to_async(Room.objects.get)(room_id=room_id)
+            ours = await sync_to_async(services.message_send)(
+                account_id=account.pk, room=room, body="hello from webclient"
+            )
+            our_event_id = await until(sent(ours.txn_id))
+            seen = await asyncio.to_thread(js.wait_message, room_id, "hello from webclient")
+            assert seen["event_id"] == our_event_id
+            assert seen["decrypted"] is True
+
+            theirs = await asyncio.to_thread(js.send, room_id, "hello from matrix-js-sdk")
+            event = await until(
+                lambda: Event.objects.filter(event_id=theirs, event_type="m.room.message").first()
+            )
+            assert event.raw["content"]["body"] == "hello from matrix-js-sdk"
+            assert event.encrypted_raw["type"] == "m.room.encrypted"
+    finally:
+        await asyncio.to_thread(js.close)
