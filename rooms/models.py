@@ -256,3 +256,55 @@ class ReadReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} read {self.event_id}"
+
+
+class DeviceVerification(models.Model):
+    """One interactive (SAS emoji) verification between the account's device and another device.
+
+    The owning sync host writes its progress; the person's answers (`wanted`) are written by views
+    and carried out by the host, the only user of the device's crypto state."""
+
+    REQUESTED, READY, STARTED, ACCEPTED = "requested", "ready", "started", "accepted"
+    KEYS, CONFIRMED, VERIFIED, CANCELLED = "keys", "confirmed", "verified", "cancelled"
+    STATES = [
+        (REQUESTED, "asks to verify"),
+        (READY, "accepted, waiting for the other device"),
+        (STARTED, "asks to verify"),
+        (ACCEPTED, "exchanging keys"),
+        (KEYS, "compare the emoji"),
+        (CONFIRMED, "waiting for the other device to confirm"),
+        (VERIFIED, "verified"),
+        (CANCELLED, "cancelled"),
+    ]
+    ACCEPT, CONFIRM, MISMATCH, CANCEL, START = "accept", "confirm", "mismatch", "cancel", "start"
+    WANTED = [(v, v) for v in ("", ACCEPT, CONFIRM, MISMATCH, CANCEL, START)]
+
+    account = models.ForeignKey(
+        MatrixAccount, on_delete=models.CASCADE, related_name="verifications"
+    )
+    transaction_id = models.CharField(max_length=255)
+    other_user_id = models.CharField(max_length=255)
+    other_device_id = models.CharField(max_length=255)
+    state = models.CharField(max_length=16, choices=STATES)
+    emojis = models.JSONField(default=list, blank=True)  # [[emoji, name], ...] once keys are in
+    from_request = models.BooleanField(default=False)  # opened with m.key.verification.request
+    we_started = models.BooleanField(default=False)
+    wanted = models.CharField(max_length=16, blank=True, default="", choices=WANTED)
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "transaction_id"], name="verification_account_txn"
+            )
+        ]
+        indexes = [models.Index(fields=["account", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.state} {self.other_user_id}/{self.other_device_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state not in (self.VERIFIED, self.CANCELLED)

@@ -161,3 +161,18 @@ def _thread_replies(account: MatrixAccount, entry_ids: list[int]) -> list[str]:
             render_to_string("rooms/thread.html#live-replies", {"items": items, "root": root})
         )
     return parts
+
+
+def verifications_changed(*, account_id: int) -> None:
+    """Re-render the verification banner on the account's open pages."""
+    account = MatrixAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return
+    html = render_to_string(
+        "rooms/security.html#verification-banner",
+        {
+            "verifications": selectors.verifications_needing_attention(account=account),
+            "oob": True,
+        },
+    )
+    _push_html(account_id, html)

@@ -9,6 +9,7 @@ from accounts.matrix import client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.models import (
+    DeviceVerification,
     Membership,
     OutboxMessage,
     ReadReceipt,
@@ -732,4 +733,69 @@ def room_settings(*, account: MatrixAccount, membership: Membership) -> RoomSett
         own_power=own,
         posting="moderators" if powers.events_default >= 50 else "everyone",
         can_change=own >= powers.state_default,
+    )
+
+
+def verifications_wanted(*, account_id: int) -> list[DeviceVerification]:
+    """Verifications with an answer from the person that the owning host has yet to carry out."""
+    return list(
+        DeviceVerification.objects.filter(account_id=account_id).exclude(wanted="").order_by("id")
+    )
+
+
+def verifications_needing_attention(*, account: MatrixAccount) -> list[DeviceVerification]:
+    """Open verifications the person should see wherever they are (newest first, a few)."""
+    recent = DeviceVerification.objects.filter(account=account).exclude(
+        state__in=[DeviceVerification.VERIFIED, DeviceVerification.CANCELLED]
+    )
+    return list(recent.order_by("-updated_at")[:3])
+
+
+def verifications_recent(*, account: MatrixAccount) -> list[DeviceVerification]:
+    return list(DeviceVerification.objects.filter(account=account).order_by("-updated_at")[:10])
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    device_id: str
+    name: str
+    fingerprint: str  # the Ed25519 key in groups of four, as other clients show it
+
+
+@dataclass(frozen=True)
+class SecurityView:
+    device: DeviceEntry | None
+    cross_signing_state: str
+    cross_signing_label: str
+    key_backup_version: str
+    other_devices: list[DeviceEntry]
+    verifications: list[DeviceVerification]
+
+
+def _fingerprint(key: str) -> str:
+    return " ".join(key[i : i + 4] for i in range(0, len(key), 4))
+
+
+def devices_of(*, account: MatrixAccount, user_id: str) -> list[DeviceEntry]:
+    """A user's devices (from the homeserver), for choosing one to verify."""
+    devices = client_api.user_devices(
+        account.homeserver_url, access_token=account.access_token, user_id=user_id
+    )
+    return [
+        DeviceEntry(device_id, info["name"], _fingerprint(info["ed25519"]))
+        for device_id, info in sorted(devices.items())
+    ]
+
+
+def security(*, account: MatrixAccount) -> SecurityView:
+    """This device's keys and trust, the account's other devices, and recent verifications."""
+    devices = devices_of(account=account, user_id=account.mxid)
+    own = next((d for d in devices if d.device_id == account.device_id), None)
+    return SecurityView(
+        device=own,
+        cross_signing_state=account.cross_signing_state,
+        cross_signing_label=account.get_cross_signing_state_display(),
+        key_backup_version=account.key_backup_version,
+        other_devices=[d for d in devices if d.device_id != account.device_id],
+        verifications=verifications_recent(account=account),
     )

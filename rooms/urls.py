@@ -11,6 +11,13 @@ urlpatterns = [
     path("people/", views.people, name="people"),
     path("people/message/", views.message_person, name="message_person"),
     path("explore/", views.explore, name="explore"),
+    path("security/", views.security, name="security"),
+    path("security/verify/", views.verification_start, name="verification_start"),
+    path(
+        "security/verifications/<int:verification_id>/",
+        views.verification_answer,
+        name="verification_answer",
+    ),
     path("rooms/<str:room_id>/", views.room_detail, name="room"),
     path("rooms/<str:room_id>/events/", views.room_events, name="events"),
     path("rooms/<str:room_id>/send/", views.room_send, name="send"),

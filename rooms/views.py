@@ -256,6 +256,7 @@ def _shell(request: HttpRequest, account, template: str, **context) -> HttpRespo
             "account": account,
             "room_list": selectors.room_list(account=account),
             "current_room_id": context.pop("current_room_id", None),
+            "verifications": selectors.verifications_needing_attention(account=account),
             **context,
         },
         status=status,
@@ -542,3 +543,58 @@ def room_thread(request: HttpRequest, room_id: str) -> HttpResponse:
         root=root,
         current_room_id=room_id,
     )
+
+
+@login_required
+@require_GET
+def security(request: HttpRequest) -> HttpResponse:
+    """This device's encryption identity, trust and verifications with other devices."""
+    account = _account_or_404(request)
+    user_id = request.GET.get("user_id", "").strip()
+    error = ""
+    try:
+        view = selectors.security(account=account)
+        devices = selectors.devices_of(account=account, user_id=user_id) if user_id else []
+    except MatrixError as failure:
+        view, devices, error = None, [], failure.message
+    return _shell(
+        request,
+        account,
+        "rooms/security.html",
+        security=view,
+        lookup_user=user_id,
+        lookup_devices=devices,
+        error=error,
+    )
+
+
+@login_required
+@require_POST
+def verification_answer(request: HttpRequest, verification_id: int) -> HttpResponse:
+    account = _account_or_404(request)
+    try:
+        services.verification_answer(
+            account=account, verification_id=verification_id, answer=request.POST.get("answer", "")
+        )
+    except services.MessageRejected as failure:
+        messages.error(request, str(failure))
+    if request.htmx:
+        return HttpResponse(status=204)  # the banner updates live as the device moves on
+    return redirect("rooms:security")
+
+
+@login_required
+@require_POST
+def verification_start(request: HttpRequest) -> HttpResponse:
+    account = _account_or_404(request)
+    try:
+        services.verification_start(
+            account=account,
+            user_id=request.POST.get("user_id", ""),
+            device_id=request.POST.get("device_id", ""),
+        )
+    except services.MessageRejected as failure:
+        messages.error(request, str(failure))
+    else:
+        messages.success(request, "Verification requested: compare the emoji when they appear.")
+    return redirect("rooms:security")

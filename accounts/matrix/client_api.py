@@ -378,3 +378,29 @@ def put_room_state(
         body=content,
         timeout=timeout,
     )
+
+
+def user_devices(
+    homeserver_url: str, *, access_token: str, user_id: str, timeout: float = 15.0
+) -> dict[str, dict]:
+    """A user's devices with published keys: {device_id: {name, ed25519}} (from /keys/query)."""
+    reply = matrix_request(
+        homeserver_url,
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        token=access_token,
+        body={"device_keys": {user_id: []}},
+        timeout=timeout,
+    )
+    devices = reply.get("device_keys", {}).get(user_id, {})
+    found = {}
+    for device_id, keys in devices.items() if isinstance(devices, dict) else []:
+        if not isinstance(keys, dict):
+            continue
+        unsigned = keys.get("unsigned") if isinstance(keys.get("unsigned"), dict) else {}
+        ed25519 = (keys.get("keys") or {}).get(f"ed25519:{device_id}", "")
+        found[device_id] = {
+            "name": str(unsigned.get("device_display_name") or "")[:100],
+            "ed25519": ed25519 if isinstance(ed25519, str) else "",
+        }
+    return found

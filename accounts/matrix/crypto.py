@@ -146,6 +146,11 @@ class CryptoDevice:
         self._client.access_token = token
 
     @property
+    def client(self) -> AsyncClient:
+        """The nio client, for the verification module next door (same boundary)."""
+        return self._client
+
+    @property
     def identity_keys(self) -> dict[str, str]:
         return dict(self._client.olm.account.identity_keys)
 

@@ -27,6 +27,7 @@ from rooms.services import LeaseHandle
 from rooms.sync import leases
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
 from rooms.sync.decryption import apply_decryptions, room_events
+from rooms.sync.verifying import VerificationDriver
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,18 @@ class AccountCrypto:
 
     def __init__(self) -> None:
         self.device: CryptoDevice | None = None
+        self.verifications: VerificationDriver | None = None
         self.ready = asyncio.Event()
         self.unavailable = ""
 
-    async def open(self, device: selectors.Device, account_id: int, http) -> None:
+    async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
         crypto = CryptoDevice(
             homeserver_url=device.homeserver_url,
             user_id=device.user_id,
             device_id=device.device_id,
             access_token=device.access_token,
             pickle_key=device.pickle_key,
-            store_dir=settings.CRYPTO_STORE_DIR / str(account_id),
+            store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
         )
         try:
             await crypto.open(http)
@@ -75,6 +77,7 @@ class AccountCrypto:
             log.error("encryption unavailable for %s: %s", device.user_id, error.message)
         else:
             self.device = crypto
+            self.verifications = VerificationDriver(lease, crypto)
         self.ready.set()
 
     async def close(self) -> None:
@@ -101,7 +104,7 @@ class AccountSync:
             account_id=self.lease.account_id
         )
         if not self.crypto.ready.is_set():
-            await self.crypto.open(device, self.lease.account_id, self.http)
+            await self.crypto.open(device, self.lease, self.http)
             keys = await self.cross_sign(device)
             await self.use_key_backup(device, keys)
         attempt = 0
@@ -207,6 +210,8 @@ class AccountSync:
         absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
         for room_id, event in apply_decryptions(batch, absorbed):
             await crypto.request_key(room_id, event)
+        if self.crypto.verifications is not None:
+            await self.crypto.verifications.after_sync(raw)
         return {session_id for _, session_id in absorbed.keys_arrived}
 
     async def retry_waiting(self, session_ids: set[str] | None) -> None:
@@ -276,6 +281,8 @@ class OutboxSender:
     async def run(self) -> None:
         attempt = 0
         while True:
+            if self.crypto is not None and self.crypto.verifications is not None:
+                await self.crypto.verifications.perform()
             delay = await self.send_pending(attempt)
             attempt = attempt + 1 if delay else 0
             with contextlib.suppress(TimeoutError):

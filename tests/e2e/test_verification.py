@@ -1,0 +1,130 @@
+"""Interactive verification (SAS emoji) driven from our UI, with another client's device."""
+
+import time
+
+import pytest
+from nio.crypto.sas import SasState
+
+from tests.e2e.conftest import sign_in
+
+pytestmark = pytest.mark.e2e
+
+
+def only_device_of(peer, user_id: str):
+    """The other user's one device, as the peer's Olm machine knows it after a key query."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        peer.client.olm.users_for_key_query.add(user_id)
+        peer.call(peer.client.keys_query())
+        devices = list(peer.client.device_store.active_user_devices(user_id))
+        if devices:
+            return devices[0]
+        time.sleep(0.5)
+    raise AssertionError(f"{user_id} has no device with published keys")
+
+
+def open_security_page_once_cross_signed(page) -> None:
+    """The host cross-signs a new device moments after sign-in; the page shows it on reload."""
+    page.click("text=Security")
+    deadline = time.monotonic() + 30
+    while page.query_selector("#cross-signing-state[data-state=signed]") is None:
+        assert time.monotonic() < deadline, page.inner_text("main")
+        time.sleep(0.5)
+        page.reload()
+
+
+def wait_for_sas(peer, transaction_id: str, state_check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        peer._sync(500)
+        sas = peer.client.key_verifications.get(transaction_id)
+        if sas is not None and state_check(sas):
+            return sas
+    raise AssertionError(f"verification {transaction_id} did not get there in {timeout:.0f}s")
+
+
+def test_verify_a_colleagues_device_by_comparing_emoji(
+    page, workspace, matrix_user_factory, bob_encrypting, artifacts
+):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    sign_in(page, workspace, alice)
+    open_security_page_once_cross_signed(page)
+
+    device = only_device_of(bob, alice.user_id)
+    bob.call(bob.client.start_key_verification(device))
+    sas = bob.client.olm.get_active_sas(alice.user_id, device.id)
+    banner = page.wait_for_selector("#verification-banner .verification >> text=wants to verify")
+    assert bob.user_id in banner.inner_text()
+    page.click("#verification-banner button:has-text('Verify')")
+
+    sas = wait_for_sas(bob, sas.transaction_id, lambda s: s.state == SasState.key_received)
+    expected = [name for _, name in sas.get_emoji()]
+    page.wait_for_selector("#verification-banner .sas-emoji li")
+    shown = page.eval_on_selector_all(
+        "#verification-banner .sas-name", "nodes => nodes.map(n => n.textContent)"
+    )
+    assert shown == expected
+    page.screenshot(path=str(artifacts / "verification-emoji.png"))
+
+    bob.call(bob.client.confirm_short_auth_string(sas.transaction_id))
+    page.click("#verification-banner button:has-text('They match')")
+    sas = wait_for_sas(bob, sas.transaction_id, lambda s: s.verified)
+    assert bob.client.olm.is_device_verified(device)
+
+    page.wait_for_selector("#verification-banner .verification", state="detached")
+    page.reload()
+    history = page.inner_text("#verification-history")
+    assert bob.user_id in history and "verified" in history
+    assert page.errors == []
+
+
+def test_emoji_that_do_not_match_cancel_the_verification(
+    page, workspace, matrix_user_factory, bob_encrypting
+):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    sign_in(page, workspace, alice)
+    open_security_page_once_cross_signed(page)
+    device = only_device_of(bob, alice.user_id)
+    bob.call(bob.client.start_key_verification(device))
+    sas = bob.client.olm.get_active_sas(alice.user_id, device.id)
+    page.click("#verification-banner button:has-text('Verify')")
+    wait_for_sas(bob, sas.transaction_id, lambda s: s.state == SasState.key_received)
+    page.wait_for_selector("#verification-banner .sas-emoji li")
+    page.click('#verification-banner button:has-text("They don\'t match")')
+    deadline = time.monotonic() + 30
+    while not sas.canceled:  # nio drops a cancelled verification from its table
+        assert time.monotonic() < deadline, "the mismatch never reached the other device"
+        bob._sync(500)
+    assert not bob.client.olm.is_device_verified(device)
+    page.wait_for_selector("#verification-banner .verification", state="detached")
+    page.reload()
+    assert "cancelled" in page.inner_text("#verification-history")
+
+
+def test_start_verification_from_our_ui(page, workspace, matrix_user_factory, bob_encrypting):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    sign_in(page, workspace, alice)
+    open_security_page_once_cross_signed(page)
+    only_device_of(bob, alice.user_id)  # bob knows alice's device before her start arrives
+    page.fill("#verify-user", bob.user_id)
+    page.click("button:has-text('Show devices')")
+    page.click(f"#device-list li:has-text('{bob.client.device_id}') button:has-text('Verify')")
+    assert "Verification requested" in page.inner_text(".flash")
+
+    deadline = time.monotonic() + 30
+    while not bob.client.key_verifications:
+        assert time.monotonic() < deadline, "alice's start never reached bob"
+        bob._sync(500)
+    transaction_id, sas = next(iter(bob.client.key_verifications.items()))
+    assert sas.other_olm_device.user_id == alice.user_id and not sas.we_started_it
+    bob.call(bob.client.accept_key_verification(transaction_id))
+    wait_for_sas(bob, transaction_id, lambda s: s.state == SasState.key_received)
+    page.wait_for_selector("#verification-banner .sas-emoji li")
+    bob.call(bob.client.confirm_short_auth_string(transaction_id))
+    page.click("#verification-banner button:has-text('They match')")
+    wait_for_sas(bob, transaction_id, lambda s: s.verified)
+    page.wait_for_selector("#verification-banner .verification", state="detached")
+    assert page.errors == []
