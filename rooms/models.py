@@ -308,3 +308,27 @@ class DeviceVerification(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state not in (self.VERIFIED, self.CANCELLED)
+
+
+class DeviceTrust(models.Model):
+    """A device the account's crypto device encrypts for, and how far it is trusted: verified by
+    this person (emoji) and/or cross-signed by its owner. Written by the owning sync host, read by
+    pages for each room's encryption indicator."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="devices")
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    ed25519 = models.CharField(max_length=64, blank=True)
+    verified = models.BooleanField(default=False)
+    cross_signed = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "user_id", "device_id"], name="device_trust_account_device"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.device_id} for {self.account_id}"

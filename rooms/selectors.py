@@ -9,6 +9,7 @@ from accounts.matrix import client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.models import (
+    DeviceTrust,
     DeviceVerification,
     Membership,
     OutboxMessage,
@@ -246,6 +247,7 @@ class RoomView:
     has_older: bool
     children: tuple = ()  # a space's rooms
     replacement: "Replacement | None" = None
+    security: "RoomSecurity | None" = None
 
     @property
     def last_stream_id(self) -> int:
@@ -513,7 +515,62 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
         if membership.is_space
         else (),
         replacement=room_replacement(account=account, room=membership.room),
+        security=room_security(account=account, membership=membership),
     )
+
+
+BRIDGE_TYPES = ("m.bridge", "uk.half-shot.bridge")  # MSC2346, and its unstable name
+
+
+@dataclass(frozen=True)
+class RoomSecurity:
+    """The room's "TLS-like" indicator: is it encrypted, can every device that reads it be
+    trusted, and does a bridge carry its messages out of Matrix (and out of E2EE)."""
+
+    encrypted: bool
+    devices: int  # other people's devices (and our other devices) that receive the room keys
+    untrusted: int  # of those: neither verified by us nor cross-signed by their owner
+    verified: int  # of those: verified by us with emoji
+    bridges: tuple[str, ...]  # names of the networks the room is bridged to
+
+    @property
+    def all_trusted(self) -> bool:
+        return self.encrypted and self.untrusted == 0
+
+
+def room_security(*, account: MatrixAccount, membership: Membership) -> RoomSecurity:
+    """Two queries: the room's joined members and bridges from its state, then their devices."""
+    members: list[str] = []
+    bridges: list[str] = []
+    for event_type, state_key, content in RoomState.objects.filter(
+        room=membership.room, event_type__in=("m.room.member", *BRIDGE_TYPES)
+    ).values_list("event_type", "state_key", "content"):
+        content = content if isinstance(content, dict) else {}
+        if event_type == "m.room.member" and content.get("membership") == "join":
+            members.append(state_key)
+        elif event_type in BRIDGE_TYPES:
+            bridges.append(_bridge_name(content, state_key))
+    devices = verified = untrusted = 0
+    if membership.is_encrypted:
+        for user_id, device_id, is_verified, signed in DeviceTrust.objects.filter(
+            account=account, user_id__in=members
+        ).values_list("user_id", "device_id", "verified", "cross_signed"):
+            if user_id == account.mxid and device_id == account.device_id:
+                continue
+            devices += 1
+            verified += is_verified
+            untrusted += not (is_verified or signed)
+    return RoomSecurity(
+        membership.is_encrypted, devices, untrusted, verified, tuple(sorted(set(bridges)))
+    )
+
+
+def _bridge_name(content: dict, state_key: str) -> str:
+    protocol = content.get("protocol") if isinstance(content.get("protocol"), dict) else {}
+    for name in (protocol.get("displayname"), protocol.get("id"), state_key):
+        if isinstance(name, str) and name.strip():
+            return name.strip()[:64]
+    return "another network"
 
 
 @dataclass(frozen=True)

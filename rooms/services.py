@@ -14,6 +14,7 @@ from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
 from rooms import notify
 from rooms.models import (
+    DeviceTrust,
     DeviceVerification,
     Event,
     Membership,
@@ -1127,3 +1128,23 @@ def verification_start(*, account: MatrixAccount, user_id: str, device_id: str) 
         wanted=DeviceVerification.START,
     )
     transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+
+
+def device_trust_save(*, lease: LeaseHandle, devices: list) -> None:
+    """Replace the account's view of the devices it encrypts for (KnownDevice items)."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        DeviceTrust.objects.filter(account_id=lease.account_id).delete()
+        DeviceTrust.objects.bulk_create(
+            [
+                DeviceTrust(
+                    account_id=lease.account_id,
+                    user_id=d.user_id[:255],
+                    device_id=d.device_id[:255],
+                    ed25519=d.ed25519[:64],
+                    verified=d.verified,
+                    cross_signed=d.cross_signed,
+                )
+                for d in devices
+            ]
+        )

@@ -75,6 +75,17 @@ class Absorbed:
 
 
 @dataclass(frozen=True)
+class KnownDevice:
+    """A device we encrypt for, with what we know of its trust."""
+
+    user_id: str
+    device_id: str
+    ed25519: str
+    verified: bool  # verified by this person (emoji comparison)
+    cross_signed: bool  # signed by its owner's self-signing key, itself signed by their master
+
+
+@dataclass(frozen=True)
 class RoomEvents:
     """The validated state and timeline events of one joined room in a /sync response."""
 
@@ -456,6 +467,35 @@ class CryptoDevice:
         self._backed_up.add(session_id)
         return True
 
+    def device_snapshot(self) -> frozenset[tuple[str, str, str, bool]]:
+        """What nio knows of other devices now (cheap; compared to notice changes)."""
+        return frozenset(
+            (d.user_id, d.id, d.ed25519, d.verified)
+            for d in self._client.olm.device_store
+            if not d.deleted and not (d.user_id == self.user_id and d.id == self.device_id)
+        )
+
+    async def known_devices(self) -> list[KnownDevice]:
+        """Every device nio tracks, with whether its owner cross-signed it (checked here from the
+        homeserver's keys: nio itself knows nothing of cross-signing)."""
+        devices = [
+            d
+            for d in self._client.olm.device_store
+            if not d.deleted and not (d.user_id == self.user_id and d.id == self.device_id)
+        ]
+        users = sorted({d.user_id for d in devices})
+        signed: set[tuple[str, str]] = set()
+        for start in range(0, len(users), 100):
+            keys = await self._post(
+                "/_matrix/client/v3/keys/query",
+                {"device_keys": {u: [] for u in users[start : start + 100]}},
+            )
+            signed |= owner_signed_devices(keys)
+        return [
+            KnownDevice(d.user_id, d.id, d.ed25519, d.verified, (d.user_id, d.id) in signed)
+            for d in devices
+        ]
+
     async def _query_own_keys(self) -> dict[str, Any]:
         return await self._post(
             "/_matrix/client/v3/keys/query", {"device_keys": {self.user_id: []}}
@@ -550,3 +590,24 @@ def _is_to_device(event: Any) -> bool:
         and isinstance(event.get("sender"), str)
         and isinstance(event.get("content"), dict)
     )
+
+
+def owner_signed_devices(keys_query: dict[str, Any]) -> set[tuple[str, str]]:
+    """(user, device) pairs whose device key carries a valid signature of the owner's
+    self-signing key, which itself is signed by the owner's master key."""
+    signed = set()
+    devices = (
+        keys_query.get("device_keys") if isinstance(keys_query.get("device_keys"), dict) else {}
+    )
+    masters = keys_query.get("master_keys") or {}
+    self_signing = keys_query.get("self_signing_keys") or {}
+    for user_id, user_devices in devices.items():
+        master_key = public_key_of(masters.get(user_id))
+        ssk = self_signing.get(user_id)
+        ssk_key = public_key_of(ssk)
+        if not (master_key and ssk_key and verify_signature(ssk, user_id, master_key)):
+            continue
+        for device_id, device in (user_devices or {}).items():
+            if isinstance(device, dict) and verify_signature(device, user_id, ssk_key):
+                signed.add((user_id, device_id))
+    return signed

@@ -97,6 +97,7 @@ class AccountSync:
         self.lease = lease
         self.http = http
         self.crypto = crypto or AccountCrypto()
+        self._devices_seen: frozenset = frozenset()
 
     async def run(self) -> None:
         device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
@@ -128,6 +129,7 @@ class AccountSync:
                     await self.fill_gaps(device)
                 if keys_arrived or first_round:
                     await self.retry_waiting(None if first_round else keys_arrived)
+                await self.export_devices(raw, force=first_round)
                 first_round = False
             except TokenInvalid:
                 # A new sign-in replaced the device's token: pick up the stored one.
@@ -197,6 +199,24 @@ class AccountSync:
         await sync_to_async(services.device_key_backup_version_save)(
             lease=self.lease, version=version
         )
+
+    async def export_devices(self, raw: dict, *, force: bool = False) -> None:
+        """Keep the database's copy of the devices we encrypt for (and their trust) current, for
+        the rooms' encryption indicators; only when something changed."""
+        crypto = self.crypto.device
+        if crypto is None:
+            return
+        snapshot = crypto.device_snapshot()
+        lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
+        if not force and snapshot == self._devices_seen and not lists.get("changed"):
+            return
+        try:
+            devices = await crypto.known_devices()
+        except MatrixError as error:
+            log.info("device trust for %s not refreshed: %s", crypto.user_id, error.message)
+            return
+        await sync_to_async(services.device_trust_save)(lease=self.lease, devices=devices)
+        self._devices_seen = snapshot
 
     async def decrypt(self, raw: dict, batch) -> set[str]:
         """Give the sync to the crypto device and put decrypted events into the batch; ask our

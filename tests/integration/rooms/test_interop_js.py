@@ -8,8 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from accounts.models import MatrixAccount
-from rooms import services
-from rooms.models import Event, Room
+from rooms import selectors, services
+from rooms.models import DeviceTrust, Event, Room
 from tests.integration.rooms.helpers import signed_in_account
 from tests.integration.rooms.test_encryption import running_host, sent, until
 from tests.interop.js_peer import JsPeer
@@ -63,5 +63,20 @@ async def test_matrix_js_sdk_peer_exchanges_encrypted_messages_and_trusts_our_de
             )
             assert event.raw["content"]["body"] == "hello from matrix-js-sdk"
             assert event.encrypted_raw["type"] == "m.room.encrypted"
+
+            # Our side checks the js device's cross-signing chain too, for the room indicator.
+            trust = await until(
+                lambda: DeviceTrust.objects.filter(
+                    account=account, user_id=other.user_id, cross_signed=True
+                ).first()
+            )
+            assert not trust.verified
+            security = await sync_to_async(selectors.room_security)(
+                account=account,
+                membership=await sync_to_async(selectors.membership_for)(
+                    account=account, room_id=room_id
+                ),
+            )
+            assert security.encrypted and security.devices == 1 and security.all_trusted
     finally:
         await asyncio.to_thread(js.close)
