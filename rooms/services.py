@@ -1003,11 +1003,11 @@ def device_key_backup_version_save(*, lease: LeaseHandle, version: str) -> None:
 
 def verifications_record(
     *, lease: LeaseHandle, requests: list, views: list
-) -> list[tuple[str, str, str]]:
+) -> list[tuple[str, str, str, bool]]:
     """Store where the device's verifications stand (`requests`: IncomingRequest, `views`:
     SasView) and queue the steps that follow on their own: a start answering a request the person
-    already accepted is accepted at once. Returns (transaction id, user, device) of request-flow
-    verifications that just completed, which owe the other side an m.key.verification.done."""
+    already accepted is accepted at once. Returns the verifications that just completed, as
+    (transaction id, user, device, opened by a request: owes the other side a "done")."""
     changed = False
     finished = []
     with transaction.atomic():
@@ -1043,8 +1043,10 @@ def verifications_record(
             emojis = [list(pair) for pair in view.emojis]
             if row.pk is not None and (row.state, row.emojis) == (state, emojis):
                 continue
-            if state == DeviceVerification.VERIFIED and row.from_request:
-                finished.append((row.transaction_id, row.other_user_id, row.other_device_id))
+            if state == DeviceVerification.VERIFIED:
+                finished.append(
+                    (row.transaction_id, row.other_user_id, row.other_device_id, row.from_request)
+                )
             row.state, row.emojis = state, emojis
             row.reason = view.reason[:255]
             row.save()

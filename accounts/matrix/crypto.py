@@ -337,7 +337,9 @@ class CryptoDevice:
         elif stored is not None and stored.master.public == server_master:
             keys = stored
         else:
-            return "foreign"
+            # Another client holds the keys: once the person verified us from it, it signed us.
+            signed = owner_signed_devices(own)
+            return "signed" if (self.user_id, self.device_id) in signed else "foreign"
         device = own.get("device_keys", {}).get(self.user_id, {}).get(self.device_id)
         if not isinstance(device, dict):
             raise MatrixError("The homeserver does not list this device's keys.")
@@ -495,6 +497,21 @@ class CryptoDevice:
             KnownDevice(d.user_id, d.id, d.ed25519, d.verified, (d.user_id, d.id) in signed)
             for d in devices
         ]
+
+    async def cross_sign_own_device(self, keys: CrossSigningKeys, device_id: str) -> bool:
+        """Sign another device of ours (just verified with emoji) with the self-signing key, so
+        every client that trusts the person's identity trusts that device too."""
+        own = await self._query_own_keys()
+        device = own.get("device_keys", {}).get(self.user_id, {}).get(device_id)
+        if not isinstance(device, dict):
+            return False
+        if verify_signature(device, self.user_id, keys.self_signing.public):
+            return True
+        await self._post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            {self.user_id: {device_id: keys.self_signing.sign(device, self.user_id)}},
+        )
+        return True
 
     async def _query_own_keys(self) -> dict[str, Any]:
         return await self._post(

@@ -56,12 +56,14 @@ class AccountCrypto:
     Only the lease holder creates one, so the store has one user at a time."""
 
     def __init__(self) -> None:
+        self.lease: LeaseHandle | None = None
         self.device: CryptoDevice | None = None
         self.verifications: VerificationDriver | None = None
         self.ready = asyncio.Event()
         self.unavailable = ""
 
     async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
+        self.lease = lease
         crypto = CryptoDevice(
             homeserver_url=device.homeserver_url,
             user_id=device.user_id,
@@ -77,12 +79,36 @@ class AccountCrypto:
             log.error("encryption unavailable for %s: %s", device.user_id, error.message)
         else:
             self.device = crypto
-            self.verifications = VerificationDriver(lease, crypto)
+            self.verifications = VerificationDriver(
+                lease, crypto, on_own_device_verified=self.own_device_verified
+            )
         self.ready.set()
+
+    async def own_device_verified(self, device_id: str) -> None:
+        """Another device of the person's was verified with emoji: vouch for it with our
+        self-signing key when we hold it; otherwise that device's client may now have signed us,
+        so look at our own cross-signing state again."""
+        if self.device is None or self.lease is None:
+            return
+        device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
+        keys = (
+            CrossSigningKeys.from_json(device.cross_signing_keys)
+            if device.cross_signing_keys
+            else None
+        )
+        if keys is not None:
+            await self.device.cross_sign_own_device(keys, device_id)
+            return
+        state = await self.device.ensure_cross_signed(None, _refuse_new_keys)
+        await sync_to_async(services.device_cross_signing_state_save)(lease=self.lease, state=state)
 
     async def close(self) -> None:
         if self.device is not None:
             await self.device.close()
+
+
+async def _refuse_new_keys(keys) -> None:
+    raise MatrixError("Cross-signing keys are only made when the account is first set up.")
 
 
 class AccountSync:

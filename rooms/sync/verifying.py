@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class VerificationDriver:
-    def __init__(self, lease: LeaseHandle, crypto: CryptoDevice) -> None:
+    def __init__(self, lease: LeaseHandle, crypto: CryptoDevice, on_own_device_verified=None):
         self.lease = lease
         self.verifier = Verifier(crypto.client)
         self.device_id = crypto.device_id
+        self.user_id = crypto.user_id
+        # Awaited with the device id when the person verified another device of their own.
+        self.on_own_device_verified = on_own_device_verified
 
     async def after_sync(self, raw: dict) -> None:
         """Note new requests and the progress nio made with this sync's to-device messages."""
@@ -34,11 +37,14 @@ class VerificationDriver:
         finished = await sync_to_async(services.verifications_record)(
             lease=self.lease, requests=list(requests), views=self.verifier.views()
         )
-        for txn, user_id, device_id in finished:
+        for txn, user_id, device_id, from_request in finished:
             try:
-                await self.verifier.send_done(txn, user_id, device_id)
+                if from_request:
+                    await self.verifier.send_done(txn, user_id, device_id)
+                if user_id == self.user_id and self.on_own_device_verified is not None:
+                    await self.on_own_device_verified(device_id)
             except MatrixError as error:
-                log.info("verification %s: done not sent: %s", txn, error.message)
+                log.info("verification %s: follow-up failed: %s", txn, error.message)
 
     async def perform(self) -> None:
         """Carry out the person's answers (accept, the emoji match or not, cancel, start)."""

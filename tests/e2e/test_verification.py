@@ -5,18 +5,24 @@ import time
 import pytest
 from nio.crypto.sas import SasState
 
+from accounts.matrix.cross_signing import public_key_of, verify_signature
+from accounts.matrix.http import matrix_request
 from tests.e2e.conftest import sign_in
+from tests.e2e.peer import SyncPeer
 
 pytestmark = pytest.mark.e2e
 
 
-def only_device_of(peer, user_id: str):
-    """The other user's one device, as the peer's Olm machine knows it after a key query."""
+def only_device_of(peer, user_id: str, exclude: str = ""):
+    """The user's one device (but `exclude`), as the peer's Olm machine knows it after a key
+    query."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         peer.client.olm.users_for_key_query.add(user_id)
         peer.call(peer.client.keys_query())
-        devices = list(peer.client.device_store.active_user_devices(user_id))
+        devices = [
+            d for d in peer.client.device_store.active_user_devices(user_id) if d.id != exclude
+        ]
         if devices:
             return devices[0]
         time.sleep(0.5)
@@ -128,3 +134,42 @@ def test_start_verification_from_our_ui(page, workspace, matrix_user_factory, bo
     wait_for_sas(bob, transaction_id, lambda s: s.verified)
     page.wait_for_selector("#verification-banner .verification", state="detached")
     assert page.errors == []
+
+
+def test_verifying_another_device_of_ours_cross_signs_it(
+    page, workspace, synapse, matrix_user_factory, tmp_path
+):
+
+    alice = matrix_user_factory()
+    sign_in(page, workspace, alice)
+    open_security_page_once_cross_signed(page)
+    phone = SyncPeer(synapse.url, alice, store_dir=tmp_path / "alice-phone")  # her other device
+    try:
+        phone._sync(0)
+        web_device = only_device_of(phone, alice.user_id, exclude=alice.device_id)
+        phone.call(phone.client.start_key_verification(web_device))
+        sas = phone.client.olm.get_active_sas(alice.user_id, web_device.id)
+        page.click("#verification-banner button:has-text('Verify')")
+        wait_for_sas(phone, sas.transaction_id, lambda s: s.state == SasState.key_received)
+        page.wait_for_selector("#verification-banner .sas-emoji li")
+        phone.call(phone.client.confirm_short_auth_string(sas.transaction_id))
+        page.click("#verification-banner button:has-text('They match')")
+        wait_for_sas(phone, sas.transaction_id, lambda s: s.verified)
+
+        deadline = time.monotonic() + 30
+        while True:
+            keys = matrix_request(
+                synapse.url,
+                "POST",
+                "/_matrix/client/v3/keys/query",
+                token=alice.access_token,
+                body={"device_keys": {alice.user_id: []}},
+            )
+            ssk = keys["self_signing_keys"][alice.user_id]
+            device = keys["device_keys"][alice.user_id][alice.device_id]
+            if verify_signature(device, alice.user_id, public_key_of(ssk)):
+                break
+            assert time.monotonic() < deadline, "the phone was never cross-signed"
+            time.sleep(0.5)
+    finally:
+        phone.close()
