@@ -332,3 +332,25 @@ class DeviceTrust(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}/{self.device_id} for {self.account_id}"
+
+
+class WithheldKey(models.Model):
+    """A sender's device told us it will not share a room key with this account's device
+    (m.room_key.withheld), and why: shown in place of the message it would have unlocked."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="withheld")
+    room_id = models.CharField(max_length=255)
+    session_id = models.CharField(max_length=255)
+    code = models.CharField(max_length=64)
+    reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "session_id"], name="withheld_account_session"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.session_id} for {self.account_id}"

@@ -17,6 +17,7 @@ from rooms.models import (
     Room,
     RoomState,
     TimelineEntry,
+    WithheldKey,
 )
 from rooms.naming import member_names
 from rooms.powers import room_powers
@@ -285,11 +286,50 @@ SENT_BEFORE_JOINING = (
 )
 
 
-def _unreadable_text(origin_server_ts: int, joined_ts: int | None) -> str:
+WITHHELD_TEXT = {
+    "m.unverified": (
+        "The sender's device shares keys only with devices it has verified, and it has not "
+        "verified this one, so this message cannot be read here. Verifying each other fixes it "
+        "for their next messages."
+    ),
+    "m.blacklisted": "The sender has blocked this device from reading their messages.",
+    "m.unauthorised": (
+        "The sender's device did not give this device the key: you were not allowed to read "
+        "this message (for example, it was sent before you joined)."
+    ),
+    "m.unavailable": "None of your devices has the key to this message, so it cannot be read.",
+    "m.no_olm": (
+        "The sender's device could not open a secure channel to this device to send the key."
+    ),
+}
+
+
+def _unreadable_text(origin_server_ts: int, joined_ts: int | None, withheld: str = "") -> str:
     """Why an encrypted message cannot be read, in plain words."""
+    if withheld:
+        return WITHHELD_TEXT.get(
+            withheld, f"The sender's device withheld the key to this message ({withheld[:64]})."
+        )
     if joined_ts is not None and origin_server_ts < joined_ts:
         return SENT_BEFORE_JOINING
     return WAITING_FOR_KEY
+
+
+def _withheld_codes(account: MatrixAccount, entries) -> dict[str, str]:
+    """session id -> withheld code, for the unreadable events among `entries` (one query)."""
+    sessions = {
+        (e.event.raw.get("content") or {}).get("session_id")
+        for e in entries
+        if e.event.event_type == "m.room.encrypted"
+    }
+    sessions.discard(None)
+    if not sessions:
+        return {}
+    return dict(
+        WithheldKey.objects.filter(account=account, session_id__in=sessions).values_list(
+            "session_id", "code"
+        )
+    )
 
 
 def _joined_ts(account: MatrixAccount, room: Room) -> int | None:
@@ -387,16 +427,15 @@ def timeline_items(
         entries = list(entries.order_by("-origin_server_ts", "-id")[:limit])[::-1]
     senders = _senders(room)
     items = []
-    joined_ts = (
-        _joined_ts(account, room)
-        if any(e.event.event_type == "m.room.encrypted" for e in entries)
-        else None
-    )
+    unreadable = any(e.event.event_type == "m.room.encrypted" for e in entries)
+    joined_ts = _joined_ts(account, room) if unreadable else None
+    withheld = _withheld_codes(account, entries) if unreadable else {}
     for entry in entries:
         event = entry.event
         body = _body_of(event.raw)
         if event.event_type == "m.room.encrypted":
-            body = _unreadable_text(event.origin_server_ts, joined_ts)
+            session_id = (event.raw.get("content") or {}).get("session_id", "")
+            body = _unreadable_text(event.origin_server_ts, joined_ts, withheld.get(session_id, ""))
         in_thread = event.relates_to if event.rel_type == "m.thread" else ""
         if not body or (
             is_hidden(event.event_type, event.rel_type) and not (include_thread and in_thread)

@@ -25,6 +25,7 @@ from rooms.models import (
     SyncState,
     TimelineEntry,
     TimelineGap,
+    WithheldKey,
 )
 from rooms.naming import resolve_room
 from rooms.rendering import markdown_to_html, sanitize_html
@@ -1150,3 +1151,29 @@ def device_trust_save(*, lease: LeaseHandle, devices: list) -> None:
                 for d in devices
             ]
         )
+
+
+def keys_withheld_save(*, lease: LeaseHandle, withheld: list) -> None:
+    """Remember why senders refused us room keys (Withheld items) and re-render the messages
+    those keys would have unlocked, so they say why instead of "waiting"."""
+    if not withheld:
+        return
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        account_id = lease.account_id
+        for notice in withheld:
+            WithheldKey.objects.update_or_create(
+                account_id=account_id,
+                session_id=notice.session_id,
+                defaults={"room_id": notice.room_id, "code": notice.code, "reason": notice.reason},
+            )
+        sessions = {notice.session_id for notice in withheld}
+        affected = [
+            event_id
+            for event_id, raw in TimelineEntry.objects.filter(
+                account_id=account_id, event__event_type="m.room.encrypted"
+            ).values_list("event__event_id", "event__raw")[:2000]
+            if (raw.get("content") or {}).get("session_id") in sessions
+        ]
+        if affected:
+            transaction.on_commit(_rerender(account_id, affected))

@@ -72,6 +72,17 @@ class Absorbed:
 
     results: dict[str, Decrypted | Undecrypted] = field(default_factory=dict)
     keys_arrived: set[tuple[str, str]] = field(default_factory=set)  # (room id, session id)
+    withheld: list["Withheld"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A sender's device refused us a room key (m.room_key.withheld), with the spec's code."""
+
+    room_id: str
+    session_id: str
+    code: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,7 @@ class CryptoDevice:
             or any(e.get("type") == "m.room.encryption" for e in events.state + events.timeline)
         }
         response = SyncResponse.from_dict(_crypto_view(raw, crypto_rooms))
-        absorbed = Absorbed()
+        absorbed = Absorbed(withheld=withheld_notices(raw))
         if isinstance(response, ErrorResponse):
             log.warning("sync for %s not understood by nio: %s", self.user_id, response)
         else:
@@ -628,3 +639,32 @@ def owner_signed_devices(keys_query: dict[str, Any]) -> set[tuple[str, str]]:
             if isinstance(device, dict) and verify_signature(device, user_id, ssk_key):
                 signed.add((user_id, device_id))
     return signed
+
+
+WITHHELD = ("m.room_key.withheld", "org.matrix.room_key.withheld")
+
+
+def withheld_notices(raw: dict[str, Any]) -> list[Withheld]:
+    """Megolm key refusals in a /sync body's to-device section."""
+    section = raw.get("to_device")
+    events = section.get("events") if isinstance(section, dict) else None
+    found = []
+    for event in events if isinstance(events, list) else []:
+        if not _is_to_device(event) or event["type"] not in WITHHELD:
+            continue
+        content = event["content"]
+        room_id, session_id = content.get("room_id"), content.get("session_id")
+        code, reason = content.get("code"), content.get("reason", "")
+        if content.get("algorithm") != MEGOLM or not all(
+            isinstance(v, str) and v for v in (room_id, session_id, code)
+        ):
+            continue
+        found.append(
+            Withheld(
+                room_id[:255],
+                session_id[:255],
+                code[:64],
+                reason[:255] if isinstance(reason, str) else "",
+            )
+        )
+    return found

@@ -254,6 +254,9 @@ class AccountSync:
             account_id=self.lease.account_id
         )
         absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
+        await sync_to_async(services.keys_withheld_save)(
+            lease=self.lease, withheld=absorbed.withheld
+        )
         for room_id, event in apply_decryptions(batch, absorbed):
             await crypto.request_key(room_id, event)
         if self.crypto.verifications is not None:

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 
 from accounts.models import MatrixAccount
 from rooms import selectors, services
-from rooms.models import DeviceTrust, Event, Room
+from rooms.models import DeviceTrust, Event, Room, WithheldKey
 from tests.integration.rooms.helpers import signed_in_account
 from tests.integration.rooms.test_encryption import running_host, sent, until
 from tests.interop.js_peer import JsPeer
@@ -78,5 +78,40 @@ async def test_matrix_js_sdk_peer_exchanges_encrypted_messages_and_trusts_our_de
                 ),
             )
             assert security.encrypted and security.devices == 1 and security.all_trusted
+    finally:
+        await asyncio.to_thread(js.close)
+
+
+async def test_a_withheld_key_is_explained_in_place_of_the_message(
+    client, synapse, matrix_user_factory
+):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    other = matrix_user_factory()
+    js = await asyncio.to_thread(JsPeer)
+    try:
+        await asyncio.to_thread(js.start, synapse.url, other.user_id, other.password)
+        # Element's "never send to unverified sessions": our device is cross-signed by its owner,
+        # but the js user never verified us, so the key is withheld (m.unverified).
+        await asyncio.to_thread(js.set_only_verified, True)
+        async with running_host():
+            room_id = await sync_to_async(services.room_create)(
+                account=account, name="Strict", topic="", public=False
+            )
+            await sync_to_async(services.room_invite)(
+                account=account, room_id=room_id, user_id=other.user_id
+            )
+            await asyncio.to_thread(js.join, room_id)
+            event_id = await asyncio.to_thread(js.send, room_id, "verified eyes only")
+            await until(
+                lambda: WithheldKey.objects.filter(account=account, code="m.unverified").first()
+            )
+            event = await until(lambda: Event.objects.filter(event_id=event_id).first())
+            assert event.event_type == "m.room.encrypted"
+            room = await sync_to_async(Room.objects.get)(room_id=room_id)
+            items = await sync_to_async(selectors.timeline_items)(account=account, room=room)
+            shown = next(i for i in items if i.event_id == event_id)
+            assert "shares keys only with devices it has verified" in shown.body
+            assert "verified eyes only" not in shown.body
     finally:
         await asyncio.to_thread(js.close)
