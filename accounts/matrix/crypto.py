@@ -256,12 +256,17 @@ class CryptoDevice:
         merged = {**event, "type": source["type"], "content": clear_content}
         return Decrypted(merged, verified=bool(getattr(clear, "verified", False)))
 
-    async def request_key(self, room_id: str, event: dict[str, Any]) -> None:
-        """Ask our user's other devices for a missing room key (once per session)."""
+    async def request_key(
+        self, room_id: str, event: dict[str, Any], *, again: bool = False
+    ) -> None:
+        """Ask our user's other devices for a missing room key: once per session, or `again`
+        (a device that was offline or did not know us yet may answer this time)."""
         parsed = MegolmEvent.from_dict(event)
         if not isinstance(parsed, MegolmEvent):
             return
         parsed.room_id = room_id
+        if again:
+            self._client.olm.outgoing_key_requests.pop(parsed.session_id, None)
         try:
             await self._client.request_room_key(parsed)
         except LocalProtocolError:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -135,6 +136,7 @@ class AccountSync:
             keys = await self.cross_sign(device)
             await self.use_key_backup(device, keys)
         attempt = 0
+        asked_at = time.monotonic()  # when missing keys were last asked for again
         first_round = True  # gaps left by an earlier owner are filled after the first sync
         while True:
             try:
@@ -155,6 +157,9 @@ class AccountSync:
                     await self.fill_gaps(device)
                 if keys_arrived or first_round:
                     await self.retry_waiting(None if first_round else keys_arrived)
+                if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
+                    await self.retry_waiting(None, ask_again=True)
+                    asked_at = time.monotonic()
                 await self.export_devices(raw, force=first_round)
                 first_round = False
             except TokenInvalid:
@@ -263,8 +268,9 @@ class AccountSync:
             await self.crypto.verifications.after_sync(raw)
         return {session_id for _, session_id in absorbed.keys_arrived}
 
-    async def retry_waiting(self, session_ids: set[str] | None) -> None:
-        """Decrypt stored events whose keys have arrived since; pages update in place."""
+    async def retry_waiting(self, session_ids: set[str] | None, *, ask_again: bool = False) -> None:
+        """Decrypt stored events whose keys have arrived since; pages update in place. With
+        `ask_again`, keys still missing are requested again from our other devices."""
         crypto = self.crypto.device
         if crypto is None:
             return
@@ -277,7 +283,7 @@ class AccountSync:
             if isinstance(result, Decrypted):
                 decrypted.append((result.event, event))
             elif result.reason == "missing_key":
-                await crypto.request_key(room_id, event)
+                await crypto.request_key(room_id, event, again=ask_again)
         await sync_to_async(services.events_decrypted)(lease=self.lease, decrypted=decrypted)
 
     async def fill_gaps(self, device: selectors.Device) -> None:

@@ -41,6 +41,8 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
         "MATRIX_REGISTRATION_SHARED_SECRET": synapse.shared_secret,
         "SYNC_RECONCILE_SECONDS": "2",
         "SYNC_LEASE_SECONDS": "6",
+        "KEY_REQUEST_RETRY_SECONDS": "4",
+        "SYNC_TIMEOUT_MS": "5000",  # idle loops come round often enough to ask for keys again
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     group = ProcessGroup(cwd=ROOT, env=env, log_dir=data_dir / "logs")

@@ -1,10 +1,14 @@
 """Encrypted rooms in Chromium: private rooms are encrypted by default, messages flow both ways
 with an independent Olm device, and a message we cannot read says why."""
 
+import time
+
 import pytest
 from nio import RoomPutStateResponse
+from nio.crypto.sas import SasState
 
 from tests.e2e.conftest import sign_in
+from tests.e2e.peer import SyncPeer, only_device_of, wait_for_sas
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +80,42 @@ def test_message_sent_before_joining_says_why_it_cannot_be_read(
     security = page.inner_text("#room-security")
     assert "Bridged to WhatsApp" in security and "leave end-to-end encryption" in security
     assert page.errors == []
+
+
+def test_a_missing_key_comes_from_another_of_our_devices_and_the_message_appears_in_place(
+    page, workspace, synapse, matrix_user_factory, bob_encrypting, tmp_path
+):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    phone = SyncPeer(synapse.url, alice, store_dir=tmp_path / "alice-phone")  # her other device
+    try:
+        room_id = bob.create_room(name="Phone only", invite=[alice.user_id], encrypted=True)
+        phone.join(room_id)
+        bob.send(room_id, "sent while only your phone was here")
+        phone.wait_for_message(room_id, lambda body: body.startswith("sent while"))
+
+        sign_in(page, workspace, alice)  # a new device, which was never given the key
+        page.click("#room-list >> text=Phone only")
+        page.wait_for_selector("ol.timeline li.unreadable")
+
+        # She verifies the new device from her phone (emoji); from then on each trusts the other,
+        # and the key asked for again reaches a device willing to forward it.
+        web_device = only_device_of(phone, alice.user_id, exclude=alice.device_id)
+        phone.call(phone.client.start_key_verification(web_device))
+        sas = phone.client.olm.get_active_sas(alice.user_id, web_device.id)
+        page.click("#verification-banner button:has-text('Verify')")
+        wait_for_sas(phone, sas.transaction_id, lambda s: s.state == SasState.key_received)
+        page.wait_for_selector("#verification-banner .sas-emoji li")
+        phone.call(phone.client.confirm_short_auth_string(sas.transaction_id))
+        page.click("#verification-banner button:has-text('They match')")
+        wait_for_sas(phone, sas.transaction_id, lambda s: s.verified)
+        deadline = time.monotonic() + 30
+        while page.query_selector("text=sent while only your phone was here") is None:
+            assert time.monotonic() < deadline, "the forwarded key never arrived"
+            phone._sync(500)  # answers our device's (repeated) key request
+
+        page.wait_for_selector("ol.timeline >> text=sent while only your phone was here")
+        assert page.query_selector("ol.timeline li.unreadable") is None
+        assert page.errors == []
+    finally:
+        phone.close()

@@ -8,25 +8,9 @@ from nio.crypto.sas import SasState
 from accounts.matrix.cross_signing import public_key_of, verify_signature
 from accounts.matrix.http import matrix_request
 from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer
+from tests.e2e.peer import SyncPeer, only_device_of, wait_for_sas
 
 pytestmark = pytest.mark.e2e
-
-
-def only_device_of(peer, user_id: str, exclude: str = ""):
-    """The user's one device (but `exclude`), as the peer's Olm machine knows it after a key
-    query."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        peer.client.olm.users_for_key_query.add(user_id)
-        peer.call(peer.client.keys_query())
-        devices = [
-            d for d in peer.client.device_store.active_user_devices(user_id) if d.id != exclude
-        ]
-        if devices:
-            return devices[0]
-        time.sleep(0.5)
-    raise AssertionError(f"{user_id} has no device with published keys")
 
 
 def open_security_page_once_cross_signed(page) -> None:
@@ -37,16 +21,6 @@ def open_security_page_once_cross_signed(page) -> None:
         assert time.monotonic() < deadline, page.inner_text("main")
         time.sleep(0.5)
         page.reload()
-
-
-def wait_for_sas(peer, transaction_id: str, state_check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        peer._sync(500)
-        sas = peer.client.key_verifications.get(transaction_id)
-        if sas is not None and state_check(sas):
-            return sas
-    raise AssertionError(f"verification {transaction_id} did not get there in {timeout:.0f}s")
 
 
 def test_verify_a_colleagues_device_by_comparing_emoji(

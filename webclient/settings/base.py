@@ -152,6 +152,8 @@ SYNC_LEASE_SECONDS = float(os.environ.get("SYNC_LEASE_SECONDS", "30"))
 SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
 # Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
 # key). Every sync host must see the same folder: on more than one machine, shared storage.
+# How often keys still missing are asked for again from the person's other devices.
+KEY_REQUEST_RETRY_SECONDS = float(os.environ.get("KEY_REQUEST_RETRY_SECONDS", "300"))
 CRYPTO_STORE_DIR = Path(os.environ.get("WEBCLIENT_CRYPTO_STORE_DIR", DATA_DIR / "crypto")).resolve()
 
 SESSION_COOKIE_HTTPONLY = True

@@ -21,3 +21,4 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
 SYNC_TIMEOUT_MS = 2000
 SYNC_LEASE_SECONDS = 6.0
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - whitenoise warns when it is missing
+KEY_REQUEST_RETRY_SECONDS = 4.0
