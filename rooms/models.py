@@ -354,3 +354,31 @@ class WithheldKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.session_id} for {self.account_id}"
+
+
+class LinkPreview(models.Model):
+    """The homeserver's preview of a link seen in a message (Open Graph), fetched once."""
+
+    url_hash = models.CharField(max_length=64, unique=True)  # sha256 of the URL
+    url = models.TextField()
+    title = models.CharField(max_length=300, blank=True)
+    description = models.TextField(blank=True)
+    site_name = models.CharField(max_length=200, blank=True)
+    image_mxc = models.CharField(max_length=512, blank=True)
+    failed = models.BooleanField(default=False)  # the homeserver had no preview to give
+    fetched_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.url[:80]
+
+    @property
+    def image_server_name(self) -> str:
+        return (parse_mxc(self.image_mxc) or ("", ""))[0]
+
+    @property
+    def image_media_id(self) -> str:
+        return (parse_mxc(self.image_mxc) or ("", ""))[1]
+
+    @staticmethod
+    def hash_of(url: str) -> str:
+        return hashlib.sha256(url.encode()).hexdigest()

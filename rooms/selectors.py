@@ -8,9 +8,11 @@ from django.db.models import Q
 from accounts.matrix import client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
+from rooms.links import first_link
 from rooms.models import (
     DeviceTrust,
     DeviceVerification,
+    LinkPreview,
     Membership,
     OutboxMessage,
     ReadReceipt,
@@ -146,6 +148,7 @@ class TimelineItem:
     seen_by: tuple = ()
     thread: "ThreadSummary | None" = None
     in_thread: str = ""  # the root's event id when this is a thread reply
+    preview: "LinkPreview | None" = None
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
 
@@ -466,7 +469,35 @@ def timeline_items(
             )
         )
     items = apply_relations(items, account=account, room=room, senders=senders)
+    items = _with_previews(items, room=room)
     return _with_readers(items, account=account, room=room, senders=senders)
+
+
+def _with_previews(items: list, *, room: Room) -> list:
+    """Attach the homeserver's preview of each message's first link (two queries at most; none
+    in encrypted rooms, where we never ask for previews)."""
+    links = {
+        item.event_id: link
+        for item in items
+        if item.event_type == "m.room.message"
+        and not item.media
+        and not item.redacted
+        and (link := first_link(item.body))
+    }
+    if not links or RoomState.objects.filter(room=room, event_type="m.room.encryption").exists():
+        return items
+    found = {
+        p.url: p
+        for p in LinkPreview.objects.filter(
+            url_hash__in={LinkPreview.hash_of(link) for link in links.values()}, failed=False
+        )
+    }
+    return [
+        replace(item, preview=found[links[item.event_id]])
+        if links.get(item.event_id) in found
+        else item
+        for item in items
+    ]
 
 
 def _with_readers(items: list, *, account: MatrixAccount, room: Room, senders: dict) -> list:

@@ -12,7 +12,7 @@ from django.db import transaction
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import notify
+from rooms import notify, previews
 from rooms.models import (
     DeviceTrust,
     DeviceVerification,
@@ -347,6 +347,10 @@ def _ingest_joined(
     latest = max((_ts(e) for e in joined.timeline), default=0)
     membership.last_activity_ts = max(membership.last_activity_ts, latest)
     membership.save()
+    if new_events:
+        previews.schedule(
+            account_id=account_id, events=joined.timeline, encrypted=membership.is_encrypted
+        )
     return new_events
 
 

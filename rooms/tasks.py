@@ -11,6 +11,7 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.utils import timezone
 
+from rooms import previews
 from rooms.models import SyncHostRecord
 from rooms.sync.host import SyncHost
 from rooms.sync.leases import accounts_without_owner
@@ -59,3 +60,9 @@ def sync_reconcile() -> int:
         )
         sync_host_run.delay(host_id)
     return needed
+
+
+@shared_task(name="rooms.tasks.link_previews_fetch", ignore_result=True)
+def link_previews_fetch(account_id: int, event_ids: list[str]) -> int:
+    """Previews of links in new messages, from the homeserver's preview API."""
+    return previews.fetch(account_id=account_id, event_ids=event_ids)

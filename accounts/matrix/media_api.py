@@ -113,3 +113,9 @@ def open_download(
         response.headers.get_content_type(),
         int(length) if length and length.isdigit() else None,
     )
+
+
+def preview_url(homeserver_url: str, *, access_token: str, url: str) -> dict:
+    """The homeserver's Open Graph preview of a link (it fetches the page, never we)."""
+    path = f"/_matrix/client/v1/media/preview_url?{urllib.parse.urlencode({'url': url})}"
+    return matrix_request(homeserver_url, "GET", path, token=access_token, timeout=20.0)

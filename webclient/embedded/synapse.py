@@ -22,6 +22,27 @@ __all__ = ["SynapseProcess", "free_port", "start_synapse", "write_synapse_config
 HIGH = {"per_second": 10000, "burst_count": 100000}
 # Synapse's defaults throttle a busy office (and a test suite); the homeserver is ours and local.
 # Only keys Synapse 1.163's config/ratelimiting.py reads (unknown keys would be silently ignored).
+PRIVATE_RANGES = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+]
 RATE_LIMITS = {
     "rc_message": HIGH,
     "rc_registration": HIGH,
@@ -117,7 +138,10 @@ def write_synapse_config(
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,
         "federation_domain_whitelist": [],
-        "url_preview_enabled": False,
+        # Link previews come from the homeserver (we never fetch other sites); never from private
+        # networks, which it could otherwise be made to probe.
+        "url_preview_enabled": True,
+        "url_preview_ip_range_blacklist": PRIVATE_RANGES,
         "enable_authenticated_media": True,
         "user_directory": {"enabled": True, "search_all_users": True},
         # A company homeserver: colleagues may list rooms in the directory (Synapse lets only
@@ -127,6 +151,7 @@ def write_synapse_config(
         **RATE_LIMITS,
     }
     if for_tests:
+        config["url_preview_ip_range_whitelist"] = ["127.0.0.1"]  # the tests' own pages
         config["bcrypt_rounds"] = 4
         config["max_upload_size"] = "5M"  # small enough to test the limit quickly
     path = data_dir / "homeserver.yaml"
