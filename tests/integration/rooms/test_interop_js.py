@@ -95,6 +95,11 @@ async def test_a_withheld_key_is_explained_in_place_of_the_message(
         # but the js user never verified us, so the key is withheld (m.unverified).
         await asyncio.to_thread(js.set_only_verified, True)
         async with running_host():
+            await until(
+                lambda: MatrixAccount.objects.filter(
+                    pk=account.pk, cross_signing_state="signed"
+                ).first()
+            )  # our device's keys are published
             room_id = await sync_to_async(services.room_create)(
                 account=account, name="Strict", topic="", public=False
             )
@@ -102,6 +107,9 @@ async def test_a_withheld_key_is_explained_in_place_of_the_message(
                 account=account, room_id=room_id, user_id=other.user_id
             )
             await asyncio.to_thread(js.join, room_id)
+            # The js side must know our device to refuse it (else it simply never hears of it).
+            status = await asyncio.to_thread(js.device_status, me.user_id, account.device_id)
+            assert status["known"], status
             event_id = await asyncio.to_thread(js.send, room_id, "verified eyes only")
             await until(
                 lambda: WithheldKey.objects.filter(account=account, code="m.unverified").first()
