@@ -26,6 +26,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/act/", views.room_act, name="act"),
     path("rooms/<str:room_id>/settings/", views.room_settings, name="settings"),
     path("rooms/<str:room_id>/thread/", views.room_thread, name="thread"),
+    path("rooms/<str:room_id>/children/", views.space_children, name="children"),
     path("rooms/<str:room_id>/typing/", views.room_typing, name="typing"),
     path("rooms/<str:room_id>/mentions/", views.mention_suggestions, name="mentions"),
     path("rooms/<str:room_id>/upload/", views.room_upload, name="upload"),

@@ -598,3 +598,19 @@ def verification_start(request: HttpRequest) -> HttpResponse:
     else:
         messages.success(request, "Verification requested: compare the emoji when they appear.")
     return redirect("rooms:security")
+
+
+@login_required
+@require_GET
+def space_children(request: HttpRequest, room_id: str) -> HttpResponse:
+    """A space's rooms, re-fetched when the room list changes (a room joined, a room added)."""
+    account = _account_or_404(request)
+    membership = selectors.membership_for(account=account, room_id=room_id)
+    if membership is None or not membership.is_space:
+        raise Http404("No such space.")
+    children = selectors.space_children(account=account, room=membership.room)
+    return render(
+        request,
+        "rooms/room.html#space-children",
+        {"children": children, "space_room_id": room_id},
+    )

@@ -91,6 +91,8 @@
     const fresh = event.target;
     if (fresh && fresh.id === "live-signal" && fresh.dataset.topic === "room-list") {
       refreshRoomList();
+      // A space page lists its rooms and which of them we joined: keep that current too.
+      if (document.getElementById("space-children")) htmx.trigger("#space-children", "refresh");
     }
     const target = event.detail.target;
     const list = timeline();

@@ -30,14 +30,20 @@ def test_space_lists_its_rooms_and_joins_one(page, workspace, matrix_user_factor
     sign_in(page, workspace, alice)
     page.click("#room-list >> text=Engineering space")
     page.click("text=Accept")
-    page.wait_for_selector("ol.timeline >> text=created the room")  # the space's state is in
-    page.reload()
+    # No reload: the space's rooms appear once its state has synced.
     page.wait_for_selector(f".space-children li:has-text('{child}') button:has-text('Join')")
     page.click(f".space-children li:has-text('{child}') button:has-text('Join')")
     page.wait_for_selector("#composer-body")
     bob.wait_for_member(child, alice.user_id)
     page.goto(f"{workspace.url}/rooms/{space}/")
     page.wait_for_selector(".space-children li:has-text('Space child room') a:has-text('Open')")
+
+    # A room added to the space while we look at it shows up live.
+    later = create(bob, name="Added later", preset=RoomPreset.public_chat)
+    bob.call(
+        bob.client.room_put_state(space, "m.space.child", {"via": ["localhost"]}, state_key=later)
+    )
+    page.wait_for_selector(f".space-children li:has-text('{later}') button:has-text('Join')")
     assert page.errors == []
 
 

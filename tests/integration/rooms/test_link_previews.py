@@ -12,7 +12,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_homeserver_previews_a_link_and_we_keep_it(
-    client, synapse, matrix_user_factory, intranet_page  # noqa: F811
+    client,
+    synapse,
+    matrix_user_factory,
+    intranet_page,  # noqa: F811
 ):
     account = signed_in_account(client, matrix_user_factory())
     og = media_api.preview_url(
