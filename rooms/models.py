@@ -129,6 +129,11 @@ class Event(models.Model):
     def __str__(self) -> str:
         return self.event_id
 
+    @property
+    def envelope(self) -> dict:
+        """The event as it travelled: the encrypted envelope when there is one."""
+        return self.encrypted_raw or self.raw
+
 
 class TimelineEntry(models.Model):
     """An event as one account saw it.
@@ -141,6 +146,10 @@ class TimelineEntry(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="timeline")
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="timeline_entries")
     origin_server_ts = models.BigIntegerField(default=0)
+    # This account's own device could not decrypt the event (yet). Another account's device may
+    # have, so the shared Event can hold the clear text: pages still show this account only what
+    # its own device could read, as any Matrix client would.
+    sealed = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -149,6 +158,11 @@ class TimelineEntry(models.Model):
         indexes = [
             models.Index(fields=["account", "room", "-id"]),
             models.Index(fields=["account", "room", "-origin_server_ts", "-id"]),
+            models.Index(
+                fields=["account", "sealed"],
+                name="timeline_sealed",
+                condition=models.Q(sealed=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -69,7 +69,7 @@ def _seen_related(account: MatrixAccount, room: Room, **pointing_at: list[str]) 
         return []
     seen = set(
         TimelineEntry.objects.filter(
-            account=account, event_id__in=[row["id"] for row in candidates]
+            account=account, sealed=False, event_id__in=[row["id"] for row in candidates]
         ).values_list("event_id", flat=True)
     )
     return [row for row in candidates if row["id"] in seen]
@@ -194,11 +194,13 @@ def _reply_previews(items, *, account, room, senders) -> dict[str, ReplyPreview]
             "event_id", "sender", "raw"
         )
     }
-    streams = dict(
-        TimelineEntry.objects.filter(account=account, event__event_id__in=wanted).values_list(
-            "event__event_id", "id"
-        )
-    )
+    streams, sealed = {}, set()
+    for event_id, stream_id, is_sealed in TimelineEntry.objects.filter(
+        account=account, event__event_id__in=wanted
+    ).values_list("event__event_id", "id", "sealed"):
+        streams[event_id] = stream_id
+        if is_sealed:
+            sealed.add(event_id)
     previews = {}
     for item in items:
         target = targets.get(getattr(item, "reply_to", ""))
@@ -208,6 +210,8 @@ def _reply_previews(items, *, account, room, senders) -> dict[str, ReplyPreview]
             continue
         body = target["raw"].get("content", {}).get("body")
         body = strip_reply_fallback(body) if isinstance(body, str) else ""
+        if target["event_id"] in sealed or target["raw"].get("type") == "m.room.encrypted":
+            body = "Encrypted message"  # what our own device could not read stays unread
         sender = senders.get(target["sender"])
         previews[item.event_id] = ReplyPreview(
             sender.name if sender else target["sender"],

@@ -12,6 +12,7 @@ from rooms.links import first_link
 from rooms.models import (
     DeviceTrust,
     DeviceVerification,
+    Event,
     LinkPreview,
     Membership,
     OutboxMessage,
@@ -70,14 +71,17 @@ def events_awaiting_keys(
 ) -> list[tuple[str, dict]]:
     """(room id, raw event) of encrypted events in the account's timelines still unreadable,
     newest first; only those of the given Megolm sessions when `session_ids` is set."""
-    entries = TimelineEntry.objects.filter(
-        account_id=account_id, event__event_type="m.room.encrypted"
-    ).order_by("-origin_server_ts")
+    entries = TimelineEntry.objects.filter(account_id=account_id, sealed=True).order_by(
+        "-origin_server_ts"
+    )
     found = []
-    for room_id, raw in entries.values_list("room__room_id", "event__raw")[: limit * 4]:
-        content = raw.get("content") if isinstance(raw.get("content"), dict) else {}
+    for room_id, raw, envelope in entries.values_list(
+        "room__room_id", "event__raw", "event__encrypted_raw"
+    )[: limit * 4]:
+        envelope = envelope or raw
+        content = envelope.get("content") if isinstance(envelope.get("content"), dict) else {}
         if session_ids is None or content.get("session_id") in session_ids:
-            found.append((room_id, raw))
+            found.append((room_id, envelope))
         if len(found) >= limit:
             break
     return found
@@ -318,12 +322,25 @@ def _unreadable_text(origin_server_ts: int, joined_ts: int | None, withheld: str
     return WAITING_FOR_KEY
 
 
+def _sealed_view(event):
+    """The event as this account received it: the envelope, nothing of the clear content."""
+    envelope = event.envelope
+    return Event(
+        event_id=event.event_id,
+        room_id=event.room_id,
+        sender=event.sender,
+        event_type="m.room.encrypted",
+        origin_server_ts=event.origin_server_ts,
+        raw=envelope,
+        relates_to=event.relates_to,
+        rel_type=event.rel_type,
+    )
+
+
 def _withheld_codes(account: MatrixAccount, entries) -> dict[str, str]:
     """session id -> withheld code, for the unreadable events among `entries` (one query)."""
     sessions = {
-        (e.event.raw.get("content") or {}).get("session_id")
-        for e in entries
-        if e.event.event_type == "m.room.encrypted"
+        (e.event.envelope.get("content") or {}).get("session_id") for e in entries if e.sealed
     }
     sessions.discard(None)
     if not sessions:
@@ -430,13 +447,14 @@ def timeline_items(
         entries = list(entries.order_by("-origin_server_ts", "-id")[:limit])[::-1]
     senders = _senders(room)
     items = []
-    unreadable = any(e.event.event_type == "m.room.encrypted" for e in entries)
+    unreadable = any(e.sealed for e in entries)
     joined_ts = _joined_ts(account, room) if unreadable else None
     withheld = _withheld_codes(account, entries) if unreadable else {}
     for entry in entries:
         event = entry.event
         body = _body_of(event.raw)
-        if event.event_type == "m.room.encrypted":
+        if entry.sealed:  # what this account's own device could read: nothing yet
+            event = _sealed_view(event)
             session_id = (event.raw.get("content") or {}).get("session_id", "")
             body = _unreadable_text(event.origin_server_ts, joined_ts, withheld.get(session_id, ""))
         in_thread = event.relates_to if event.rel_type == "m.thread" else ""

@@ -220,6 +220,7 @@ def _store_events(
             room=room,
             event_id=stored[e["event_id"]],
             origin_server_ts=_ts(e),
+            sealed=e.get("type") == "m.room.encrypted",  # our device could not read it
         )
         for e in events
         if stored.get(e["event_id"]) not in already
@@ -629,6 +630,7 @@ def history_ingest(
     lease: LeaseHandle | None = None,
     gap: TimelineGap | None = None,
     next_token: str | None = None,
+    envelopes: dict[str, dict] | None = None,
 ) -> tuple[int, bool]:
     """Store a /messages page (newest first) as older history; returns (new rows, reached known).
 
@@ -643,7 +645,9 @@ def history_ingest(
             ).values_list("event__event_id", flat=True)
         )
         _apply_state(room, chunk, replace=False)
-        new_rows = _store_events(account_id, room, reversed(chunk), announce=False)
+        new_rows = _store_events(
+            account_id, room, reversed(chunk), announce=False, envelopes=envelopes
+        )
         if gap is not None:
             _advance_gap(
                 gap, finished=bool(known) or not next_token or not chunk, next_token=next_token
@@ -700,6 +704,9 @@ def room_history_fetch(*, account: MatrixAccount, room_id: str) -> int:
         Membership.objects.filter(pk=membership.pk).update(
             history_token=end or "", history_complete=end is None or not events
         )
+        if any(e.get("type") == "m.room.encrypted" for e in events):
+            # Only the owning host holds the device's keys: ask it to read these.
+            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
     return new_rows
 
 
@@ -970,7 +977,19 @@ def events_decrypted(*, lease: LeaseHandle, decrypted: list[tuple[dict, dict]]) 
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         clear = {plain["event_id"]: plain for plain, _ in decrypted}
         envelopes = {envelope["event_id"]: envelope for _, envelope in decrypted}
-        return _decrypt_in_place(clear, envelopes)
+        changed = _decrypt_in_place(clear, envelopes)
+        unsealed = list(
+            TimelineEntry.objects.filter(
+                account_id=lease.account_id, sealed=True, event__event_id__in=list(clear)
+            ).values_list("event__event_id", "event__relates_to")
+        )
+        TimelineEntry.objects.filter(
+            account_id=lease.account_id, sealed=True, event__event_id__in=list(clear)
+        ).update(sealed=False)
+        mine = sorted({i for pair in unsealed for i in pair if i} - set(changed))
+        if mine:
+            transaction.on_commit(_rerender(lease.account_id, mine))
+        return sorted(set(changed) | {event_id for event_id, _ in unsealed})
 
 
 def _rerender(account_id: int, event_ids: list[str]):
@@ -1174,10 +1193,10 @@ def keys_withheld_save(*, lease: LeaseHandle, withheld: list) -> None:
         sessions = {notice.session_id for notice in withheld}
         affected = [
             event_id
-            for event_id, raw in TimelineEntry.objects.filter(
-                account_id=account_id, event__event_type="m.room.encrypted"
-            ).values_list("event__event_id", "event__raw")[:2000]
-            if (raw.get("content") or {}).get("session_id") in sessions
+            for event_id, raw, envelope in TimelineEntry.objects.filter(
+                account_id=account_id, sealed=True
+            ).values_list("event__event_id", "event__raw", "event__encrypted_raw")[:2000]
+            if ((envelope or raw).get("content") or {}).get("session_id") in sessions
         ]
         if affected:
             transaction.on_commit(_rerender(account_id, affected))

@@ -1,6 +1,17 @@
 """Between /sync and ingest: encrypted timeline events replaced by what their senders wrote."""
 
-from accounts.matrix.crypto import Absorbed, Decrypted, RoomEvents, Undecrypted
+from asgiref.sync import sync_to_async
+
+from accounts.matrix.crypto import (
+    Absorbed,
+    CryptoDevice,
+    Decrypted,
+    RoomEvents,
+    Undecrypted,
+    is_encrypted_event,
+)
+from rooms import selectors, services
+from rooms.services import LeaseHandle
 from rooms.sync.batch import SyncBatch
 
 
@@ -22,3 +33,45 @@ def apply_decryptions(batch: SyncBatch, absorbed: Absorbed) -> list[tuple[str, d
             elif isinstance(result, Undecrypted) and result.reason == "missing_key":
                 missing.append((joined.room_id, event))
     return missing
+
+
+async def decrypt_history(
+    crypto: CryptoDevice | None, room_id: str, events: list[dict]
+) -> dict[str, dict]:
+    """Decrypt a /messages page in place (as sync does); returns the envelopes of what we read."""
+    envelopes: dict[str, dict] = {}
+    if crypto is None:
+        return envelopes
+    for index, event in enumerate(events):
+        if not is_encrypted_event(event):
+            continue
+        result = await crypto.decrypt_or_restore(room_id, event)
+        if isinstance(result, Decrypted):
+            envelopes[event["event_id"]] = event
+            events[index] = result.event
+    return envelopes
+
+
+async def retry_sealed(
+    lease: LeaseHandle,
+    crypto: CryptoDevice,
+    session_ids: set[str] | None = None,
+    *,
+    ask_again: bool = False,
+    limit: int = 500,
+) -> int:
+    """Decrypt stored events our device could not read before (keys arrived since, or history
+    fetched by a page); pages update in place. With `ask_again`, keys still missing are asked for
+    again from our other devices. Returns how many became readable."""
+    waiting = await sync_to_async(selectors.events_awaiting_keys)(
+        account_id=lease.account_id, session_ids=session_ids, limit=limit
+    )
+    decrypted = []
+    for room_id, event in waiting:
+        result = await crypto.decrypt_or_restore(room_id, event)
+        if isinstance(result, Decrypted):
+            decrypted.append((result.event, event))
+        elif result.reason == "missing_key":
+            await crypto.request_key(room_id, event, again=ask_again)
+    await sync_to_async(services.events_decrypted)(lease=lease, decrypted=decrypted)
+    return len(decrypted)

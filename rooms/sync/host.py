@@ -20,14 +20,19 @@ from django.conf import settings
 
 from accounts.matrix import sync_api
 from accounts.matrix.cross_signing import CrossSigningKeys
-from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable, Decrypted
+from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
 from accounts.matrix.key_backup import BackupKey
 from rooms import notify, selectors, services
 from rooms.services import LeaseHandle
 from rooms.sync import leases
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
-from rooms.sync.decryption import apply_decryptions, room_events
+from rooms.sync.decryption import (
+    apply_decryptions,
+    decrypt_history,
+    retry_sealed,
+    room_events,
+)
 from rooms.sync.verifying import VerificationDriver
 
 log = logging.getLogger(__name__)
@@ -269,22 +274,8 @@ class AccountSync:
         return {session_id for _, session_id in absorbed.keys_arrived}
 
     async def retry_waiting(self, session_ids: set[str] | None, *, ask_again: bool = False) -> None:
-        """Decrypt stored events whose keys have arrived since; pages update in place. With
-        `ask_again`, keys still missing are requested again from our other devices."""
-        crypto = self.crypto.device
-        if crypto is None:
-            return
-        waiting = await sync_to_async(selectors.events_awaiting_keys)(
-            account_id=self.lease.account_id, session_ids=session_ids
-        )
-        decrypted = []
-        for room_id, event in waiting:
-            result = await crypto.decrypt_or_restore(room_id, event)
-            if isinstance(result, Decrypted):
-                decrypted.append((result.event, event))
-            elif result.reason == "missing_key":
-                await crypto.request_key(room_id, event, again=ask_again)
-        await sync_to_async(services.events_decrypted)(lease=self.lease, decrypted=decrypted)
+        if self.crypto.device is not None:
+            await retry_sealed(self.lease, self.crypto.device, session_ids, ask_again=ask_again)
 
     async def fill_gaps(self, device: selectors.Device) -> None:
         """Fetch what limited syncs skipped, page by page back to events we already have. Each
@@ -300,6 +291,7 @@ class AccountSync:
                     from_token=gap.token,
                 )
                 events, end = services.history_chunk(raw)
+                envelopes = await decrypt_history(self.crypto.device, room_id, events)
                 await sync_to_async(services.history_ingest)(
                     account_id=self.lease.account_id,
                     room_id=room_id,
@@ -307,6 +299,7 @@ class AccountSync:
                     lease=self.lease,
                     gap=gap,
                     next_token=end,
+                    envelopes=envelopes,
                 )
                 if gap.pk is None:  # finished and deleted
                     break
@@ -338,6 +331,9 @@ class OutboxSender:
         while True:
             if self.crypto is not None and self.crypto.verifications is not None:
                 await self.crypto.verifications.perform()
+            if self.crypto is not None and self.crypto.device is not None:
+                # History a page fetched arrives sealed: read what we can (a nudge wakes us).
+                await retry_sealed(self.lease, self.crypto.device, limit=100)
             delay = await self.send_pending(attempt)
             attempt = attempt + 1 if delay else 0
             with contextlib.suppress(TimeoutError):
@@ -424,6 +420,9 @@ class SyncHost:
                     await self._sleep_until_due(stop)
             finally:
                 await self.release_all()
+                if self.layer is not None and self.channel is not None:
+                    with contextlib.suppress(Exception):  # else the group keeps a dead channel
+                        await self.layer.group_discard(notify.HOSTS_GROUP, self.channel)
                 if self.receiver is not None:
                     self.receiver.cancel()
                     await asyncio.gather(self.receiver, return_exceptions=True)

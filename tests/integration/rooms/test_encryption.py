@@ -27,8 +27,8 @@ from accounts.matrix.client_api import password_login
 from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verify_signature
 from accounts.matrix.http import matrix_request
 from accounts.models import MatrixAccount
-from rooms import services
-from rooms.models import Event, Membership, OutboxMessage, Room
+from rooms import selectors, services
+from rooms.models import Event, Membership, OutboxMessage, Room, TimelineEntry
 from rooms.sync.host import SyncHost
 from tests.integration.accounts.test_secrets_at_rest import dump_database
 from tests.integration.rooms.helpers import join, signed_in_account
@@ -84,6 +84,8 @@ async def until(condition, timeout: float = 30.0):
 
 async def peer_send(peer: AsyncClient, room_id: str, body: str) -> str:
     await peer.sync(timeout=0)
+    if peer.should_query_keys:  # as a client's sync loop would: know new members' devices
+        await peer.keys_query()
     response = await peer.room_send(
         room_id,
         "m.room.message",
@@ -366,6 +368,7 @@ async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
             Event.objects.filter(pk=event.pk).update(
                 raw=event.encrypted_raw, encrypted_raw=None, event_type="m.room.encrypted"
             )
+            TimelineEntry.objects.filter(event=event).update(sealed=True)
 
         await sync_to_async(lose_the_device)()
         async with running_host():
@@ -373,5 +376,52 @@ async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
                 lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
             )
         assert event.raw["content"]["body"] == "kept in the backup"
+    finally:
+        await peer.close()
+
+
+async def test_each_account_sees_only_what_its_own_device_could_decrypt(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    account, peer, room_id = await encrypted_room(client, synapse, matrix_user_factory, tmp_path)
+    late_creds = matrix_user_factory()
+    try:
+        async with running_host():
+            await until(encrypted_membership(account, room_id))
+            event_id = await peer_send(peer, room_id, "before the newcomer")
+            await until(
+                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
+            )
+            # A colleague on the same workspace joins later; the sender never gave their device
+            # the key, so they must not read it here either, though the text is in our database.
+            await sync_to_async(client.logout)()
+            late = await sync_to_async(signed_in_account)(client, late_creds)
+            await peer.room_invite(room_id, late_creds.user_id)
+            await sync_to_async(join)(late, room_id)
+            room = await sync_to_async(Room.objects.get)(room_id=room_id)
+
+            def sealed_for_late():
+                return TimelineEntry.objects.filter(
+                    account=late, event__event_id=event_id, sealed=True
+                ).first()
+
+            await until(sealed_for_late)
+            theirs = await sync_to_async(selectors.timeline_items)(account=late, room=room)
+            shown = next(i for i in theirs if i.event_id == event_id)
+            assert shown.event_type == "m.room.encrypted"
+            assert "sent before you joined" in shown.body
+            assert "before the newcomer" not in shown.body + shown.html
+            ours = await sync_to_async(selectors.timeline_items)(account=account, room=room)
+            assert next(i for i in ours if i.event_id == event_id).body == "before the newcomer"
+
+            # A message sent after they joined is theirs to read.
+            after = await peer_send(peer, room_id, "welcome aboard")
+
+            def readable_for_late():
+                return TimelineEntry.objects.filter(
+                    account=late, event__event_id=after, sealed=False
+                ).first()
+
+            await until(readable_for_late)
     finally:
         await peer.close()
