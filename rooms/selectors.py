@@ -741,11 +741,24 @@ class PendingSend:
     event_type: str
     content: dict
     encrypted: bool  # the room is end-to-end encrypted: the owner encrypts before sending
+    encryption_settings: dict | None = None  # the room's m.room.encryption content
 
 
 def outbox_pending(*, account_id: int) -> list[PendingSend]:
     """The account's queued messages, oldest first."""
     encrypted = encrypted_room_ids(account_id=account_id)
+    rows = list(
+        OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
+        .select_related("room")
+        .order_by("id")
+    )
+    settings = dict(
+        RoomState.objects.filter(
+            room__in={row.room_id for row in rows},
+            event_type="m.room.encryption",
+            state_key="",
+        ).values_list("room__room_id", "content")
+    )
     return [
         PendingSend(
             row.txn_id,
@@ -753,10 +766,9 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             row.event_type,
             row.content,
             row.room.room_id in encrypted,
+            settings.get(row.room.room_id),
         )
-        for row in OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
-        .select_related("room")
-        .order_by("id")
+        for row in rows
     ]
 
 

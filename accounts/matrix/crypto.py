@@ -10,6 +10,7 @@ reduced to what crypto needs, and never let it fetch or store sync tokens.
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,10 +276,16 @@ class CryptoDevice:
             log.info("key request for %s not sent; retried on the next sync", parsed.session_id)
 
     async def encrypt(
-        self, room_id: str, event_type: str, content: dict[str, Any]
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        settings: dict[str, Any] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """Encrypt an event for the room's members' devices, sharing (or rotating) the room key
-        first when needed. Relations stay in the clear so servers can aggregate them."""
+        first when needed, and when the room's m.room.encryption `settings` ask for it
+        (rotation_period_ms, rotation_period_msgs). Relations stay in the clear so servers can
+        aggregate them."""
         client = self._client
         room = client.rooms.get(room_id)
         if room is None:
@@ -290,8 +297,10 @@ class CryptoDevice:
                 raise MatrixError(f"The room's members could not be loaded: {members.message}")
         if client.should_query_keys:
             await self._checked(client.keys_query())
+        _apply_rotation(client.olm.outbound_group_sessions.get(room_id), settings)
         if client.olm.should_share_group_session(room_id):
             await self._share_room_key(room_id)
+            _apply_rotation(client.olm.outbound_group_sessions.get(room_id), settings)
         wire = client.encrypt(room_id, event_type, content)
         await self.back_up_new_sessions()  # a fresh room key of ours goes to the backup at once
         return wire
@@ -673,3 +682,14 @@ def withheld_notices(raw: dict[str, Any]) -> list[Withheld]:
             )
         )
     return found
+
+
+def _apply_rotation(session, settings: dict[str, Any] | None) -> None:
+    """Make an outbound room key expire as the room asks (nio's defaults: a week, 100 messages)."""
+    if session is None or not settings:
+        return
+    period_ms, messages = settings.get("rotation_period_ms"), settings.get("rotation_period_msgs")
+    if isinstance(period_ms, int) and not isinstance(period_ms, bool) and period_ms > 0:
+        session.max_age = timedelta(milliseconds=min(period_ms, 7 * 24 * 3600 * 1000))
+    if isinstance(messages, int) and not isinstance(messages, bool) and messages > 0:
+        session.max_messages = min(messages, 100)

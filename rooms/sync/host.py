@@ -382,7 +382,9 @@ class OutboxSender:
             raise EncryptionPending(
                 f"Encryption is not available for this account: {self.crypto.unavailable}"
             )
-        return await self.crypto.device.encrypt(send.room_id, send.event_type, send.content)
+        return await self.crypto.device.encrypt(
+            send.room_id, send.event_type, send.content, send.encryption_settings
+        )
 
     async def _record(self, txn_id: str, **outcome) -> None:
         await sync_to_async(services.outbox_record_attempt)(

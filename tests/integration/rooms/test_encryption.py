@@ -425,3 +425,29 @@ async def test_each_account_sees_only_what_its_own_device_could_decrypt(
             await until(readable_for_late)
     finally:
         await peer.close()
+
+
+async def test_room_key_rotates_as_often_as_the_room_asks(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    peer = await encrypting_peer(synapse, matrix_user_factory(), tmp_path / "peer")
+    strict = {**ENCRYPTION, "content": {**ENCRYPTION["content"], "rotation_period_msgs": 2}}
+    created = await peer.room_create(name="Strict", invite=[me.user_id], initial_state=[strict])
+    await sync_to_async(join)(account, created.room_id)
+    try:
+        async with running_host():
+            await until(encrypted_membership(account, created.room_id))
+            room = await sync_to_async(Room.objects.get)(room_id=created.room_id)
+            sessions = []
+            for n in range(3):
+                queued = await sync_to_async(services.message_send)(
+                    account_id=account.pk, room=room, body=f"message {n}"
+                )
+                event_id = await until(sent(queued.txn_id))
+                event = await until(stored(event_id))
+                sessions.append(event.encrypted_raw["content"]["session_id"])
+        assert sessions[0] == sessions[1] != sessions[2]
+    finally:
+        await peer.close()
