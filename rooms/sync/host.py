@@ -328,16 +328,18 @@ class OutboxSender:
 
     async def run(self) -> None:
         attempt = 0
+        nudged = False
         while True:
             if self.crypto is not None and self.crypto.verifications is not None:
                 await self.crypto.verifications.perform()
-            if self.crypto is not None and self.crypto.device is not None:
-                # History a page fetched arrives sealed: read what we can (a nudge wakes us).
+            if nudged and self.crypto is not None and self.crypto.device is not None:
+                # History a page fetched arrives sealed and nudges us: read what we can.
                 await retry_sealed(self.lease, self.crypto.device, limit=100)
             delay = await self.send_pending(attempt)
             attempt = attempt + 1 if delay else 0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay or self.IDLE_SECONDS)
+            nudged = self.wake.is_set()
             self.wake.clear()
 
     async def send_pending(self, attempt: int) -> float:
