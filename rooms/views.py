@@ -16,7 +16,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.matrix.errors import MatrixError
-from rooms import media, selectors, services
+from rooms import devices, media, selectors, services
 from rooms.models import OutboxMessage
 
 # The composer's picker: the faces and symbols a team reaches for most.
@@ -554,16 +554,16 @@ def security(request: HttpRequest) -> HttpResponse:
     error = ""
     try:
         view = selectors.security(account=account)
-        devices = selectors.devices_of(account=account, user_id=user_id) if user_id else []
+        found = selectors.devices_of(account=account, user_id=user_id) if user_id else []
     except MatrixError as failure:
-        view, devices, error = None, [], failure.message
+        view, found, error = None, [], failure.message
     return _shell(
         request,
         account,
         "rooms/security.html",
         security=view,
         lookup_user=user_id,
-        lookup_devices=devices,
+        lookup_devices=found,
         error=error,
     )
 
@@ -573,7 +573,7 @@ def security(request: HttpRequest) -> HttpResponse:
 def verification_answer(request: HttpRequest, verification_id: int) -> HttpResponse:
     account = _account_or_404(request)
     try:
-        services.verification_answer(
+        devices.verification_answer(
             account=account, verification_id=verification_id, answer=request.POST.get("answer", "")
         )
     except services.MessageRejected as failure:
@@ -588,7 +588,7 @@ def verification_answer(request: HttpRequest, verification_id: int) -> HttpRespo
 def verification_start(request: HttpRequest) -> HttpResponse:
     account = _account_or_404(request)
     try:
-        services.verification_start(
+        devices.verification_start(
             account=account,
             user_id=request.POST.get("user_id", ""),
             device_id=request.POST.get("device_id", ""),

@@ -27,20 +27,13 @@ from nio import (
     RoomKeyEvent,
     SyncResponse,
 )
-from nio.crypto import ENCRYPTION_ENABLED, InboundGroupSession
+from nio.crypto import ENCRYPTION_ENABLED
 from nio.rooms import MatrixRoom
 
-from accounts.matrix import key_backup, sync_api
-from accounts.matrix.cross_signing import (
-    CrossSigningKeys,
-    SigningKey,
-    canonical_json,
-    public_key_of,
-    verify_signature,
-)
-from accounts.matrix.errors import HomeserverUnreachable, MatrixError, TokenInvalid
-from accounts.matrix.http import quote
-from accounts.matrix.key_backup import BackupKey
+from accounts.matrix import sync_api
+from accounts.matrix.crypto_backup import KeyBackup
+from accounts.matrix.crypto_trust import DeviceTrust
+from accounts.matrix.errors import HomeserverUnreachable, MatrixError
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +80,6 @@ class Withheld:
 
 
 @dataclass(frozen=True)
-class KnownDevice:
-    """A device we encrypt for, with what we know of its trust."""
-
-    user_id: str
-    device_id: str
-    ed25519: str
-    verified: bool  # verified by this person (emoji comparison)
-    cross_signed: bool  # signed by its owner's self-signing key, itself signed by their master
-
-
-@dataclass(frozen=True)
 class RoomEvents:
     """The validated state and timeline events of one joined room in a /sync response."""
 
@@ -131,9 +113,6 @@ class CryptoDevice:
         self.device_id = device_id
         self.store_dir = store_dir
         self._token = access_token
-        self._backup: tuple[str, BackupKey] | None = None  # (version, key) once in use
-        self._backed_up: set[str] = set()  # session ids uploaded by this owner
-        self._not_in_backup: set[str] = set()  # session ids the backup did not have
         self._client = AsyncClient(
             homeserver_url,
             user_id,
@@ -148,6 +127,8 @@ class CryptoDevice:
                 request_timeout=30,
             ),
         )
+        self.backup = KeyBackup(self)
+        self.trust = DeviceTrust(self)
 
     async def open(self, http: aiohttp.ClientSession) -> None:
         """Load (or create) the device's Olm account and publish its keys if the server needs them."""
@@ -209,7 +190,7 @@ class CryptoDevice:
                         room_id, event
                     )
         await self.housekeeping()
-        await self.back_up_new_sessions()
+        await self.backup.back_up_new_sessions()
         return absorbed
 
     async def decrypt_or_restore(
@@ -220,7 +201,7 @@ class CryptoDevice:
         if (
             isinstance(result, Undecrypted)
             and result.reason == "missing_key"
-            and await self.restore_from_backup(room_id, result.session_id)
+            and await self.backup.restore(room_id, result.session_id)
         ):
             result = self.decrypt(room_id, event)
         return result
@@ -302,7 +283,7 @@ class CryptoDevice:
             await self._share_room_key(room_id)
             _apply_rotation(client.olm.outbound_group_sessions.get(room_id), settings)
         wire = client.encrypt(room_id, event_type, content)
-        await self.back_up_new_sessions()  # a fresh room key of ours goes to the backup at once
+        await self.backup.back_up_new_sessions()  # a fresh room key of ours, backed up at once
         return wire
 
     async def _share_room_key(self, room_id: str) -> None:
@@ -343,226 +324,10 @@ class CryptoDevice:
         if isinstance(response, ErrorResponse):
             log.warning("crypto request for %s refused: %s", self.user_id, response)
 
-    async def ensure_cross_signed(self, stored: CrossSigningKeys | None, save) -> str:
-        """Make our device cross-signed by its owner: bootstrap the account's cross-signing keys
-        when it has none (`save` is awaited with fresh keys before they are uploaded, so they are
-        never lost), then sign our device with the self-signing key if it is not yet.
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, body)
 
-        Returns "signed", "foreign" (another client owns the account's cross-signing keys: our
-        device is trusted once the person verifies it from there) or "needs_auth" (the homeserver
-        wants interactive authentication for the first upload)."""
-        own = await self._query_own_keys()
-        server_master = public_key_of(own.get("master_keys", {}).get(self.user_id))
-        if not server_master:
-            keys = stored or CrossSigningKeys.generate()
-            if stored is None:
-                await save(keys)
-            if not await self._upload_cross_signing_keys(keys):
-                return "needs_auth"
-        elif stored is not None and stored.master.public == server_master:
-            keys = stored
-        else:
-            # Another client holds the keys: once the person verified us from it, it signed us.
-            signed = owner_signed_devices(own)
-            return "signed" if (self.user_id, self.device_id) in signed else "foreign"
-        device = own.get("device_keys", {}).get(self.user_id, {}).get(self.device_id)
-        if not isinstance(device, dict):
-            raise MatrixError("The homeserver does not list this device's keys.")
-        if not verify_signature(device, self.user_id, keys.self_signing.public):
-            await self._post(
-                "/_matrix/client/v3/keys/signatures/upload",
-                {self.user_id: {self.device_id: keys.self_signing.sign(device, self.user_id)}},
-            )
-        return "signed"
-
-    async def ensure_backup(
-        self, stored: BackupKey | None, save, master: SigningKey | None = None
-    ) -> str:
-        """Use the account's server-side key backup, creating it when there is none (`save` is
-        awaited with a fresh key before the backup exists). Returns its version, or "" when the
-        account's backup belongs to a key we do not hold (another client made it)."""
-        try:
-            info = await self._request("GET", "/_matrix/client/v3/room_keys/version")
-        except MatrixError as error:
-            if error.errcode != "M_NOT_FOUND":
-                raise
-            info = None
-        if info is not None:
-            auth = info.get("auth_data") if isinstance(info.get("auth_data"), dict) else {}
-            version = info.get("version")
-            if (
-                stored is not None
-                and info.get("algorithm") == key_backup.ALGORITHM
-                and auth.get("public_key") == stored.public
-                and isinstance(version, str)
-            ):
-                self._backup = (version, stored)
-                await self.back_up_new_sessions()
-                return version
-            return ""
-        key = stored or BackupKey.generate()
-        if stored is None:
-            await save(key)
-        auth_data: dict[str, Any] = {"public_key": key.public}
-        auth_data["signatures"] = {
-            self.user_id: {
-                f"ed25519:{self.device_id}": self._client.olm.account.sign(
-                    canonical_json(auth_data).decode()
-                )
-            }
-        }
-        if master is not None:
-            auth_data = master.sign(auth_data, self.user_id)
-        reply = await self._post(
-            "/_matrix/client/v3/room_keys/version",
-            {"algorithm": key_backup.ALGORITHM, "auth_data": auth_data},
-        )
-        version = reply.get("version")
-        if not isinstance(version, str):
-            raise MatrixError("The homeserver did not return the key backup's version.")
-        self._backup = (version, key)
-        await self.back_up_new_sessions()
-        return version
-
-    async def back_up_new_sessions(self) -> int:
-        """Upload the room keys this owner has not backed up yet; returns how many."""
-        if self._backup is None:
-            return 0
-        version, key = self._backup
-        fresh = [s for s in self._client.olm.inbound_group_store if s.id not in self._backed_up]
-        for start in range(0, len(fresh), 100):
-            chunk = fresh[start : start + 100]
-            rooms: dict[str, dict] = {}
-            for session in chunk:
-                data = key_backup.exported_session(
-                    session_key=session.export_session(session.first_known_index),
-                    sender_key=session.sender_key,
-                    signing_key=session.ed25519,
-                    forwarding_chain=list(session.forwarding_chain),
-                )
-                rooms.setdefault(session.room_id, {"sessions": {}})["sessions"][session.id] = {
-                    "first_message_index": session.first_known_index,
-                    "forwarded_count": len(session.forwarding_chain),
-                    "is_verified": False,
-                    "session_data": key_backup.session_data_for(key.public, data),
-                }
-            await self._request(
-                "PUT",
-                f"/_matrix/client/v3/room_keys/keys?version={quote(version)}",
-                {"rooms": rooms},
-            )
-            self._backed_up.update(s.id for s in chunk)
-        return len(fresh)
-
-    async def restore_from_backup(self, room_id: str, session_id: str) -> bool:
-        """Fetch one room key from the backup into the store; True when it is now here."""
-        if self._backup is None or not session_id or session_id in self._not_in_backup:
-            return False
-        version, key = self._backup
-        path = (
-            f"/_matrix/client/v3/room_keys/keys/{quote(room_id)}/{quote(session_id)}"
-            f"?version={quote(version)}"
-        )
-        try:
-            entry = await self._request("GET", path)
-        except MatrixError as error:
-            if error.errcode == "M_NOT_FOUND":
-                self._not_in_backup.add(session_id)
-                return False
-            raise
-        data = key.decrypt(entry.get("session_data") or {})
-        if data is None or not key_backup.is_usable_session(data):
-            self._not_in_backup.add(session_id)
-            return False
-        try:
-            session = InboundGroupSession.import_session(
-                data["session_key"],
-                data["sender_claimed_keys"]["ed25519"],
-                data["sender_key"],
-                room_id,
-                [c for c in data.get("forwarding_curve25519_key_chain", []) if isinstance(c, str)],
-            )
-        except Exception:  # vodozemac refuses a malformed key
-            self._not_in_backup.add(session_id)
-            return False
-        if session.id != session_id:
-            self._not_in_backup.add(session_id)
-            return False
-        olm = self._client.olm
-        if olm.inbound_group_store.add(session):
-            olm.store.save_inbound_group_session(session)
-        self._backed_up.add(session_id)
-        return True
-
-    def device_snapshot(self) -> frozenset[tuple[str, str, str, bool]]:
-        """What nio knows of other devices now (cheap; compared to notice changes)."""
-        return frozenset(
-            (d.user_id, d.id, d.ed25519, d.verified)
-            for d in self._client.olm.device_store
-            if not d.deleted and not (d.user_id == self.user_id and d.id == self.device_id)
-        )
-
-    async def known_devices(self) -> list[KnownDevice]:
-        """Every device nio tracks, with whether its owner cross-signed it (checked here from the
-        homeserver's keys: nio itself knows nothing of cross-signing)."""
-        devices = [
-            d
-            for d in self._client.olm.device_store
-            if not d.deleted and not (d.user_id == self.user_id and d.id == self.device_id)
-        ]
-        users = sorted({d.user_id for d in devices})
-        signed: set[tuple[str, str]] = set()
-        for start in range(0, len(users), 100):
-            keys = await self._post(
-                "/_matrix/client/v3/keys/query",
-                {"device_keys": {u: [] for u in users[start : start + 100]}},
-            )
-            signed |= owner_signed_devices(keys)
-        return [
-            KnownDevice(d.user_id, d.id, d.ed25519, d.verified, (d.user_id, d.id) in signed)
-            for d in devices
-        ]
-
-    async def cross_sign_own_device(self, keys: CrossSigningKeys, device_id: str) -> bool:
-        """Sign another device of ours (just verified with emoji) with the self-signing key, so
-        every client that trusts the person's identity trusts that device too."""
-        own = await self._query_own_keys()
-        device = own.get("device_keys", {}).get(self.user_id, {}).get(device_id)
-        if not isinstance(device, dict):
-            return False
-        if verify_signature(device, self.user_id, keys.self_signing.public):
-            return True
-        await self._post(
-            "/_matrix/client/v3/keys/signatures/upload",
-            {self.user_id: {device_id: keys.self_signing.sign(device, self.user_id)}},
-        )
-        return True
-
-    async def _query_own_keys(self) -> dict[str, Any]:
-        return await self._post(
-            "/_matrix/client/v3/keys/query", {"device_keys": {self.user_id: []}}
-        )
-
-    async def _upload_cross_signing_keys(self, keys: CrossSigningKeys) -> bool:
-        device_signature = (
-            f"ed25519:{self.device_id}",
-            self._client.olm.account.sign(
-                canonical_json(keys.master_key_object(self.user_id)).decode()
-            ),
-        )
-        body = keys.upload_body(self.user_id, device_signature)
-        try:
-            await self._post("/_matrix/client/v3/keys/device_signing/upload", body)
-        except MatrixError as error:
-            if error.status == 401 and not isinstance(error, TokenInvalid):  # UIA demanded
-                return False
-            raise
-        return True
-
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", path, body)
-
-    async def _request(
+    async def request(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         return await sync_api.request_json(
@@ -632,27 +397,6 @@ def _is_to_device(event: Any) -> bool:
         and isinstance(event.get("sender"), str)
         and isinstance(event.get("content"), dict)
     )
-
-
-def owner_signed_devices(keys_query: dict[str, Any]) -> set[tuple[str, str]]:
-    """(user, device) pairs whose device key carries a valid signature of the owner's
-    self-signing key, which itself is signed by the owner's master key."""
-    signed = set()
-    devices = (
-        keys_query.get("device_keys") if isinstance(keys_query.get("device_keys"), dict) else {}
-    )
-    masters = keys_query.get("master_keys") or {}
-    self_signing = keys_query.get("self_signing_keys") or {}
-    for user_id, user_devices in devices.items():
-        master_key = public_key_of(masters.get(user_id))
-        ssk = self_signing.get(user_id)
-        ssk_key = public_key_of(ssk)
-        if not (master_key and ssk_key and verify_signature(ssk, user_id, master_key)):
-            continue
-        for device_id, device in (user_devices or {}).items():
-            if isinstance(device, dict) and verify_signature(device, user_id, ssk_key):
-                signed.add((user_id, device_id))
-    return signed
 
 
 WITHHELD = ("m.room_key.withheld", "org.matrix.room_key.withheld")

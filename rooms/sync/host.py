@@ -23,7 +23,7 @@ from accounts.matrix.cross_signing import CrossSigningKeys
 from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
 from accounts.matrix.key_backup import BackupKey
-from rooms import notify, selectors, services
+from rooms import devices, notify, selectors, services
 from rooms.services import LeaseHandle
 from rooms.sync import leases
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
@@ -103,10 +103,10 @@ class AccountCrypto:
             else None
         )
         if keys is not None:
-            await self.device.cross_sign_own_device(keys, device_id)
+            await self.device.trust.cross_sign_own_device(keys, device_id)
             return
-        state = await self.device.ensure_cross_signed(None, _refuse_new_keys)
-        await sync_to_async(services.device_cross_signing_state_save)(lease=self.lease, state=state)
+        state = await self.device.trust.ensure_cross_signed(None, _refuse_new_keys)
+        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
 
     async def close(self) -> None:
         if self.device is not None:
@@ -194,7 +194,7 @@ class AccountSync:
         made: list[CrossSigningKeys] = []
 
         async def save(keys: CrossSigningKeys) -> None:
-            await sync_to_async(services.device_cross_signing_keys_save)(
+            await sync_to_async(devices.device_cross_signing_keys_save)(
                 lease=self.lease, keys_json=keys.to_json()
             )
             made.append(keys)
@@ -205,11 +205,11 @@ class AccountSync:
             else None
         )
         try:
-            state = await crypto.ensure_cross_signed(stored, save)
+            state = await crypto.trust.ensure_cross_signed(stored, save)
         except MatrixError as error:
             log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
             return None
-        await sync_to_async(services.device_cross_signing_state_save)(lease=self.lease, state=state)
+        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
         return (stored or (made[0] if made else None)) if state == "signed" else None
 
     async def use_key_backup(self, device: selectors.Device, keys: CrossSigningKeys | None) -> None:
@@ -220,19 +220,19 @@ class AccountSync:
             return
 
         async def save(key: BackupKey) -> None:
-            await sync_to_async(services.device_key_backup_key_save)(
+            await sync_to_async(devices.device_key_backup_key_save)(
                 lease=self.lease, private_key=key.private
             )
 
         stored = BackupKey(device.key_backup_key) if device.key_backup_key else None
         try:
-            version = await crypto.ensure_backup(
+            version = await crypto.backup.ensure(
                 stored, save, keys.master if keys is not None else None
             )
         except MatrixError as error:
             log.warning("key backup for %s deferred: %s", device.user_id, error.message)
             return
-        await sync_to_async(services.device_key_backup_version_save)(
+        await sync_to_async(devices.device_key_backup_version_save)(
             lease=self.lease, version=version
         )
 
@@ -242,16 +242,16 @@ class AccountSync:
         crypto = self.crypto.device
         if crypto is None:
             return
-        snapshot = crypto.device_snapshot()
+        snapshot = crypto.trust.device_snapshot()
         lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
         if not force and snapshot == self._devices_seen and not lists.get("changed"):
             return
         try:
-            devices = await crypto.known_devices()
+            known = await crypto.trust.known_devices()
         except MatrixError as error:
             log.info("device trust for %s not refreshed: %s", crypto.user_id, error.message)
             return
-        await sync_to_async(services.device_trust_save)(lease=self.lease, devices=devices)
+        await sync_to_async(devices.device_trust_save)(lease=self.lease, devices=known)
         self._devices_seen = snapshot
 
     async def decrypt(self, raw: dict, batch) -> set[str]:
@@ -264,7 +264,7 @@ class AccountSync:
             account_id=self.lease.account_id
         )
         absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
-        await sync_to_async(services.keys_withheld_save)(
+        await sync_to_async(devices.keys_withheld_save)(
             lease=self.lease, withheld=absorbed.withheld
         )
         for room_id, event in apply_decryptions(batch, absorbed):

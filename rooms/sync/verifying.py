@@ -12,7 +12,7 @@ from accounts.matrix.verification import (
     incoming_requests,
     start_events,
 )
-from rooms import selectors, services
+from rooms import devices, selectors
 from rooms.models import DeviceVerification
 from rooms.services import LeaseHandle
 
@@ -34,7 +34,7 @@ class VerificationDriver:
         await self.record(incoming_requests(raw, self.device_id))
 
     async def record(self, requests: list[IncomingRequest] = ()) -> None:
-        finished = await sync_to_async(services.verifications_record)(
+        finished = await sync_to_async(devices.verifications_record)(
             lease=self.lease, requests=list(requests), views=self.verifier.views()
         )
         for txn, user_id, device_id, from_request in finished:
@@ -56,7 +56,7 @@ class VerificationDriver:
                 outcome = await self._carry_out(row)
             except MatrixError as error:
                 outcome = {"state": DeviceVerification.CANCELLED, "reason": error.message}
-            await sync_to_async(services.verification_step_done)(
+            await sync_to_async(devices.verification_step_done)(
                 lease=self.lease, verification_id=row.pk, **outcome
             )
         if wanted:

@@ -1,0 +1,216 @@
+"""Writes about the account's Matrix device itself, not its rooms: cross-signing and key backup
+state, the devices it encrypts for, withheld keys, and interactive verifications. The owning sync
+host writes under its lease; views only record the person's answers for the host to carry out."""
+
+import uuid
+
+from django.db import transaction
+
+from accounts.models import MatrixAccount
+from rooms import notify
+from rooms.models import DeviceTrust, DeviceVerification, TimelineEntry, WithheldKey
+from rooms.services import LeaseHandle, MessageRejected, check_user_id, rerender_after_commit
+from rooms.sync.leases import lease_check
+
+
+def device_cross_signing_keys_save(*, lease: LeaseHandle, keys_json: str) -> None:
+    """Keep freshly made cross-signing keys (encrypted at rest) before they are uploaded."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_keys=keys_json)
+
+
+def device_cross_signing_state_save(*, lease: LeaseHandle, state: str) -> None:
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_state=state)
+
+
+def device_key_backup_key_save(*, lease: LeaseHandle, private_key: str) -> None:
+    """Keep a fresh key backup key (encrypted at rest) before the backup is created with it."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(key_backup_key=private_key)
+
+
+def device_key_backup_version_save(*, lease: LeaseHandle, version: str) -> None:
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(key_backup_version=version)
+
+
+def device_trust_save(*, lease: LeaseHandle, devices: list) -> None:
+    """Replace the account's view of the devices it encrypts for (KnownDevice items)."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        DeviceTrust.objects.filter(account_id=lease.account_id).delete()
+        DeviceTrust.objects.bulk_create(
+            [
+                DeviceTrust(
+                    account_id=lease.account_id,
+                    user_id=d.user_id[:255],
+                    device_id=d.device_id[:255],
+                    ed25519=d.ed25519[:64],
+                    verified=d.verified,
+                    cross_signed=d.cross_signed,
+                )
+                for d in devices
+            ]
+        )
+
+
+def keys_withheld_save(*, lease: LeaseHandle, withheld: list) -> None:
+    """Remember why senders refused us room keys (Withheld items) and re-render the messages
+    those keys would have unlocked, so they say why instead of "waiting"."""
+    if not withheld:
+        return
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        account_id = lease.account_id
+        for notice in withheld:
+            WithheldKey.objects.update_or_create(
+                account_id=account_id,
+                session_id=notice.session_id,
+                defaults={"room_id": notice.room_id, "code": notice.code, "reason": notice.reason},
+            )
+        sessions = {notice.session_id for notice in withheld}
+        affected = [
+            event_id
+            for event_id, raw, envelope in TimelineEntry.objects.filter(
+                account_id=account_id, sealed=True
+            ).values_list("event__event_id", "event__raw", "event__encrypted_raw")[:2000]
+            if ((envelope or raw).get("content") or {}).get("session_id") in sessions
+        ]
+        if affected:
+            transaction.on_commit(rerender_after_commit(account_id, affected))
+
+
+def verifications_record(
+    *, lease: LeaseHandle, requests: list, views: list
+) -> list[tuple[str, str, str, bool]]:
+    """Store where the device's verifications stand (`requests`: IncomingRequest, `views`:
+    SasView) and queue the steps that follow on their own: a start answering a request the person
+    already accepted is accepted at once. Returns the verifications that just completed, as
+    (transaction id, user, device, opened by a request: owes the other side a "done")."""
+    changed = False
+    finished = []
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        account_id = lease.account_id
+        for request in requests:
+            _, created = DeviceVerification.objects.get_or_create(
+                account_id=account_id,
+                transaction_id=request.transaction_id,
+                defaults={
+                    "other_user_id": request.user_id,
+                    "other_device_id": request.device_id,
+                    "state": DeviceVerification.REQUESTED,
+                    "from_request": True,
+                },
+            )
+            changed = changed or created
+        for view in views:
+            row = DeviceVerification.objects.filter(
+                account_id=account_id, transaction_id=view.transaction_id
+            ).first() or DeviceVerification(
+                account_id=account_id,
+                transaction_id=view.transaction_id,
+                other_user_id=view.user_id,
+                other_device_id=view.device_id,
+                we_started=view.we_started,
+            )
+            state = view.state
+            if row.state == DeviceVerification.READY and state == DeviceVerification.STARTED:
+                row.wanted = DeviceVerification.ACCEPT  # they started after we said ready
+            if row.state == DeviceVerification.CANCELLED and state != DeviceVerification.CANCELLED:
+                continue  # cancelled here: nio may not know yet
+            emojis = [list(pair) for pair in view.emojis]
+            if row.pk is not None and (row.state, row.emojis) == (state, emojis):
+                continue
+            if state == DeviceVerification.VERIFIED:
+                finished.append(
+                    (row.transaction_id, row.other_user_id, row.other_device_id, row.from_request)
+                )
+            row.state, row.emojis = state, emojis
+            row.reason = view.reason[:255]
+            row.save()
+            changed = True
+        if changed:
+            transaction.on_commit(lambda: notify.verifications_changed(account_id=account_id))
+    return finished
+
+
+def verification_step_done(
+    *,
+    lease: LeaseHandle,
+    verification_id: int,
+    state: str = "",
+    transaction_id: str = "",
+    reason: str = "",
+) -> None:
+    """The host carried out the person's answer: clear it and note the new state."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        row = DeviceVerification.objects.filter(
+            pk=verification_id, account_id=lease.account_id
+        ).first()
+        if row is None:
+            return
+        row.wanted = ""
+        row.state = state or row.state
+        row.transaction_id = transaction_id or row.transaction_id
+        row.reason = reason[:255] or row.reason
+        row.save()
+        account_id = lease.account_id
+        transaction.on_commit(lambda: notify.verifications_changed(account_id=account_id))
+
+
+ANSWERS = {
+    DeviceVerification.REQUESTED: {DeviceVerification.ACCEPT, DeviceVerification.CANCEL},
+    DeviceVerification.STARTED: {DeviceVerification.ACCEPT, DeviceVerification.CANCEL},
+    DeviceVerification.READY: {DeviceVerification.CANCEL},
+    DeviceVerification.ACCEPTED: {DeviceVerification.CANCEL},
+    DeviceVerification.KEYS: {
+        DeviceVerification.CONFIRM,
+        DeviceVerification.MISMATCH,
+        DeviceVerification.CANCEL,
+    },
+    DeviceVerification.CONFIRMED: {DeviceVerification.CANCEL},
+}
+
+
+def verification_answer(*, account: MatrixAccount, verification_id: int, answer: str) -> None:
+    """The person accepts, confirms that the emoji match, says they do not, or cancels."""
+    with transaction.atomic():
+        row = (
+            DeviceVerification.objects.select_for_update()
+            .filter(pk=verification_id, account=account)
+            .first()
+        )
+        if row is None:
+            raise MessageRejected("That verification no longer exists.")
+        if answer not in ANSWERS.get(row.state, set()):
+            raise MessageRejected("That verification has moved on; the page shows where it stands.")
+        row.wanted = answer
+        row.save(update_fields=["wanted", "updated_at"])
+    transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+
+
+def verification_start(*, account: MatrixAccount, user_id: str, device_id: str) -> None:
+    """Ask to verify another device (one of ours, or a colleague's) with emoji."""
+    user_id = check_user_id(user_id)
+    device_id = device_id.strip()
+    if not device_id or len(device_id) > 255:
+        raise MessageRejected("Choose a device to verify.")
+    if user_id == account.mxid and device_id == account.device_id:
+        raise MessageRejected("That is this device.")
+    DeviceVerification.objects.create(
+        account=account,
+        transaction_id=f"pending-{uuid.uuid4().hex}",
+        other_user_id=user_id,
+        other_device_id=device_id,
+        state=DeviceVerification.REQUESTED,
+        we_started=True,
+        wanted=DeviceVerification.START,
+    )
+    transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
