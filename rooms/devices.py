@@ -8,7 +8,13 @@ from django.db import transaction
 
 from accounts.models import MatrixAccount
 from rooms import notify
-from rooms.models import DeviceTrust, DeviceVerification, TimelineEntry, WithheldKey
+from rooms.models import (
+    BackedUpRoomKey,
+    DeviceTrust,
+    DeviceVerification,
+    TimelineEntry,
+    WithheldKey,
+)
 from rooms.services import LeaseHandle, MessageRejected, check_user_id, rerender_after_commit
 from rooms.sync.leases import lease_check
 
@@ -214,3 +220,24 @@ def verification_start(*, account: MatrixAccount, user_id: str, device_id: str) 
         wanted=DeviceVerification.START,
     )
     transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+
+
+def backup_uploaded(*, account_id: int, version: str) -> set[str]:
+    """Session ids the account's backup `version` already holds, as recorded by its owners."""
+    return set(
+        BackedUpRoomKey.objects.filter(account_id=account_id, version=version).values_list(
+            "session_id", flat=True
+        )
+    )
+
+
+def backup_record(*, lease: LeaseHandle, version: str, session_ids: list[str]) -> None:
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        BackedUpRoomKey.objects.bulk_create(
+            [
+                BackedUpRoomKey(account_id=lease.account_id, version=version, session_id=s[:255])
+                for s in session_ids
+            ],
+            ignore_conflicts=True,
+        )

@@ -396,3 +396,21 @@ class LinkPreview(models.Model):
     @staticmethod
     def hash_of(url: str) -> str:
         return hashlib.sha256(url.encode()).hexdigest()
+
+
+class BackedUpRoomKey(models.Model):
+    """A Megolm session the account's key backup version already holds (uploaded by its owner)."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="+")
+    version = models.CharField(max_length=64)
+    session_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "version", "session_id"], name="backed_up_room_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} in backup {self.version}"

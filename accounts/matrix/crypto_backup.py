@@ -2,7 +2,7 @@
 device: created once with a key the workspace keeps, every room key uploaded, missing keys restored.
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 from nio.crypto import InboundGroupSession
 
@@ -13,17 +13,34 @@ from accounts.matrix.http import quote
 from accounts.matrix.key_backup import BackupKey
 
 
+class BackupLedger(Protocol):
+    """Where the caller remembers which room keys a backup version already holds, so a restarted
+    owner uploads only new ones."""
+
+    async def uploaded(self, version: str) -> set[str]: ...
+
+    async def add(self, version: str, session_ids: list[str]) -> None: ...
+
+
 class KeyBackup:
     def __init__(self, device) -> None:
         self._device = device  # the CryptoDevice this backup belongs to
         self._in_use: tuple[str, BackupKey] | None = None  # (version, key) once in use
-        self._uploaded: set[str] = set()  # session ids uploaded by this owner
+        self._uploaded: set[str] = set()  # session ids the backup holds
         self._absent: set[str] = set()  # session ids the backup did not have
+        self._ledger: BackupLedger | None = None
 
-    async def ensure(self, stored: BackupKey | None, save, master: SigningKey | None = None) -> str:
+    async def ensure(
+        self,
+        stored: BackupKey | None,
+        save,
+        master: SigningKey | None = None,
+        ledger: BackupLedger | None = None,
+    ) -> str:
         """Use the account's server-side key backup, creating it when there is none (`save` is
         awaited with a fresh key before the backup exists). Returns its version, or "" when the
         account's backup belongs to a key we do not hold (another client made it)."""
+        self._ledger = ledger
         try:
             info = await self._device.request("GET", "/_matrix/client/v3/room_keys/version")
         except MatrixError as error:
@@ -40,6 +57,8 @@ class KeyBackup:
                 and isinstance(version, str)
             ):
                 self._in_use = (version, stored)
+                if ledger is not None:
+                    self._uploaded |= await ledger.uploaded(version)
                 await self.back_up_new_sessions()
                 return version
             return ""
@@ -97,6 +116,8 @@ class KeyBackup:
                 {"rooms": rooms},
             )
             self._uploaded.update(s.id for s in chunk)
+            if self._ledger is not None:
+                await self._ledger.add(version, [s.id for s in chunk])
         return len(fresh)
 
     async def restore(self, room_id: str, session_id: str) -> bool:

@@ -117,6 +117,23 @@ async def _refuse_new_keys(keys) -> None:
     raise MatrixError("Cross-signing keys are only made when the account is first set up.")
 
 
+class _Ledger:
+    """The database's record of which room keys the account's backup holds (see KeyBackup)."""
+
+    def __init__(self, lease: LeaseHandle) -> None:
+        self.lease = lease
+
+    async def uploaded(self, version: str) -> set[str]:
+        return await sync_to_async(devices.backup_uploaded)(
+            account_id=self.lease.account_id, version=version
+        )
+
+    async def add(self, version: str, session_ids: list[str]) -> None:
+        await sync_to_async(devices.backup_record)(
+            lease=self.lease, version=version, session_ids=session_ids
+        )
+
+
 class AccountSync:
     """The /sync loop of one account, alive while its lease is held."""
 
@@ -227,7 +244,7 @@ class AccountSync:
         stored = BackupKey(device.key_backup_key) if device.key_backup_key else None
         try:
             version = await crypto.backup.ensure(
-                stored, save, keys.master if keys is not None else None
+                stored, save, keys.master if keys is not None else None, _Ledger(self.lease)
             )
         except MatrixError as error:
             log.warning("key backup for %s deferred: %s", device.user_id, error.message)

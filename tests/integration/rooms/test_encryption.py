@@ -28,7 +28,7 @@ from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verif
 from accounts.matrix.http import matrix_request
 from accounts.models import MatrixAccount
 from rooms import selectors, services
-from rooms.models import Event, Membership, OutboxMessage, Room, TimelineEntry
+from rooms.models import BackedUpRoomKey, Event, Membership, OutboxMessage, Room, TimelineEntry
 from rooms.sync.host import SyncHost
 from tests.integration.accounts.test_secrets_at_rest import dump_database
 from tests.integration.rooms.helpers import join, signed_in_account
@@ -355,6 +355,12 @@ async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
                 return session_id in keys.get("rooms", {}).get(room_id, {}).get("sessions", {})
 
             await until(in_backup)
+            # Recorded, so a restarted owner uploads only keys the backup lacks.
+            assert await sync_to_async(
+                BackedUpRoomKey.objects.filter(
+                    account=account, version=backed_up.key_backup_version, session_id=session_id
+                ).exists
+            )()
 
         # The device is lost: a new one signs in with an empty crypto store, and the message is
         # back to its encrypted form (as history fetched by a new device would be).
