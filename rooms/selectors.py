@@ -765,7 +765,8 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             row.room.room_id,
             row.event_type,
             row.content,
-            row.room.room_id in encrypted,
+            # Either record is enough: a room never goes back to plain text.
+            row.room.room_id in encrypted or row.room.room_id in settings,
             settings.get(row.room.room_id),
         )
         for row in rows

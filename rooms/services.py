@@ -364,7 +364,9 @@ def _describe(membership: Membership, own_user_id: str, state: dict, *, counts_k
     membership.avatar_mxc = resolved.avatar_mxc
     topic = state.get(("m.room.topic", ""), {}).get("topic")
     membership.topic = topic[:2000] if isinstance(topic, str) else ""
-    membership.is_encrypted = ("m.room.encryption", "") in state
+    # Sticky: encryption cannot be turned off, and a sync that arrives while the room is still
+    # being created may not carry the m.room.encryption event yet. Never fall back to plain text.
+    membership.is_encrypted = membership.is_encrypted or ("m.room.encryption", "") in state
     membership.is_space = state.get(("m.room.create", ""), {}).get("type") == "m.space"
 
 
@@ -763,18 +765,16 @@ def _mark_joined(
 ) -> None:
     """Show a room we just created or joined at once; its first sync fills in the rest."""
     room, _ = Room.objects.get_or_create(room_id=room_id)
-    Membership.objects.update_or_create(
-        account=account,
-        room=room,
-        defaults={
-            "membership": Membership.JOIN,
-            "display_name": name,
-            "topic": topic,
-            "is_direct": is_direct,
-            "is_encrypted": is_encrypted,
-            "invite_state": [],
-        },
-    )
+    defaults = {
+        "membership": Membership.JOIN,
+        "display_name": name,
+        "topic": topic,
+        "is_direct": is_direct,
+        "invite_state": [],
+    }
+    if is_encrypted:  # never cleared here: what sync learnt about encryption stands
+        defaults["is_encrypted"] = True
+    Membership.objects.update_or_create(account=account, room=room, defaults=defaults)
     transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
 
 

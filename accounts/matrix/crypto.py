@@ -297,6 +297,10 @@ class CryptoDevice:
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise HomeserverUnreachable() from error
 
+    def knows_encrypted(self, room_id: str) -> bool:
+        """Whether nio has seen this room's m.room.encryption (kept in its store)."""
+        return room_id in self._client.encrypted_rooms
+
     def forget_room_members(self, room_id: str) -> None:
         """Membership changed outside nio's view: reload members (and rotate) before the next send."""
         room = self._client.rooms.get(room_id)

@@ -391,8 +391,11 @@ class OutboxSender:
         return 0.0
 
     async def _wire_form(self, send: selectors.PendingSend) -> tuple[str, dict]:
-        """The event type and content to put on the wire: encrypted where the room is."""
-        if not send.encrypted or send.event_type == "m.room.redaction":
+        """The event type and content to put on the wire: encrypted where the room is (as our
+        database or the crypto store knows it: either is enough)."""
+        device = self.crypto.device if self.crypto is not None else None
+        encrypted = send.encrypted or (device is not None and device.knows_encrypted(send.room_id))
+        if not encrypted or send.event_type == "m.room.redaction":
             return send.event_type, send.content
         if self.crypto is None:
             raise EncryptionPending("Encryption is not available for this account.")
