@@ -742,6 +742,7 @@ class PendingSend:
     content: dict
     encrypted: bool  # the room is end-to-end encrypted: the owner encrypts before sending
     encryption_settings: dict | None = None  # the room's m.room.encryption content
+    state_known: bool = True  # the room's state has synced (else we cannot know it is plain)
 
 
 def outbox_pending(*, account_id: int) -> list[PendingSend]:
@@ -752,13 +753,13 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
         .select_related("room")
         .order_by("id")
     )
-    settings = dict(
-        RoomState.objects.filter(
-            room__in={row.room_id for row in rows},
-            event_type="m.room.encryption",
-            state_key="",
-        ).values_list("room__room_id", "content")
-    )
+    state = RoomState.objects.filter(
+        room__in={row.room_id for row in rows},
+        event_type__in=("m.room.encryption", "m.room.create"),
+        state_key="",
+    ).values_list("room__room_id", "event_type", "content")
+    settings = {room_id: content for room_id, kind, content in state if kind == "m.room.encryption"}
+    synced = {room_id for room_id, kind, _ in state if kind == "m.room.create"}
     return [
         PendingSend(
             row.txn_id,
@@ -768,6 +769,7 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             # Either record is enough: a room never goes back to plain text.
             row.room.room_id in encrypted or row.room.room_id in settings,
             settings.get(row.room.room_id),
+            row.room.room_id in synced,
         )
         for row in rows
     ]

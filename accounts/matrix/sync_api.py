@@ -116,3 +116,17 @@ async def send_event(
     if not isinstance(event_id, str):
         raise MatrixError("The homeserver did not return an event id.")
     return event_id
+
+
+async def room_encryption(
+    http: aiohttp.ClientSession, *, homeserver_url: str, access_token: str, room_id: str
+) -> dict[str, Any] | None:
+    """The room's m.room.encryption content, or None when the room is not encrypted. Asked
+    directly when our store has not synced the room's state yet (just joined)."""
+    url = f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.encryption/"
+    try:
+        return await request_json(http, "GET", url, access_token, 30)
+    except MatrixError as error:
+        if error.errcode == "M_NOT_FOUND":
+            return None
+        raise

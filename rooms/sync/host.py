@@ -367,7 +367,7 @@ class OutboxSender:
         for send in pending:
             txn_id = send.txn_id
             try:
-                event_type, content = await self._wire_form(send)
+                event_type, content = await self._wire_form(send, device)
                 event_id = await sync_api.send_event(
                     self.http,
                     homeserver_url=device.homeserver_url,
@@ -390,11 +390,29 @@ class OutboxSender:
                 await self._record(txn_id, event_id=event_id)
         return 0.0
 
-    async def _wire_form(self, send: selectors.PendingSend) -> tuple[str, dict]:
+    async def _wire_form(
+        self, send: selectors.PendingSend, account_device: selectors.Device
+    ) -> tuple[str, dict]:
         """The event type and content to put on the wire: encrypted where the room is (as our
         database or the crypto store knows it: either is enough)."""
         device = self.crypto.device if self.crypto is not None else None
         encrypted = send.encrypted or (device is not None and device.knows_encrypted(send.room_id))
+        settings = send.encryption_settings
+        if not encrypted and not send.state_known:
+            # Just joined: our store cannot tell yet that the room is plain, so ask. A refusal
+            # (not a member) is left to the send itself, which reports it.
+            try:
+                settings = await sync_api.room_encryption(
+                    self.http,
+                    homeserver_url=account_device.homeserver_url,
+                    access_token=account_device.access_token,
+                    room_id=send.room_id,
+                )
+            except (HomeserverUnreachable, RateLimited):
+                raise
+            except MatrixError:
+                settings = None
+            encrypted = settings is not None
         if not encrypted or send.event_type == "m.room.redaction":
             return send.event_type, send.content
         if self.crypto is None:
@@ -405,7 +423,7 @@ class OutboxSender:
                 f"Encryption is not available for this account: {self.crypto.unavailable}"
             )
         return await self.crypto.device.encrypt(
-            send.room_id, send.event_type, send.content, send.encryption_settings
+            send.room_id, send.event_type, send.content, settings
         )
 
     async def _record(self, txn_id: str, **outcome) -> None:

@@ -457,3 +457,28 @@ async def test_room_key_rotates_as_often_as_the_room_asks(
         assert sessions[0] == sessions[1] != sessions[2]
     finally:
         await peer.close()
+
+
+async def test_a_message_sent_right_after_joining_an_encrypted_room_is_encrypted(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    account, peer, room_id = await encrypted_room(client, synapse, matrix_user_factory, tmp_path)
+    try:
+        # Queued before any sync brought the room's state: the host must not assume plain text.
+        room = await sync_to_async(Room.objects.create)(room_id=room_id)
+        queued = await sync_to_async(services.message_send)(
+            account_id=account.pk, room=room, body="first words, encrypted"
+        )
+        async with running_host():
+            event_id = await until(sent(queued.txn_id))
+        wire = await sync_to_async(matrix_request)(
+            synapse.url,
+            "GET",
+            f"/_matrix/client/v3/rooms/{room_id}/event/{event_id}",
+            token=account.access_token,
+        )
+        assert wire["type"] == "m.room.encrypted"
+        seen = await peer_reads(peer, room_id, event_id)
+        assert isinstance(seen, RoomMessageText) and seen.body == "first words, encrypted"
+    finally:
+        await peer.close()

@@ -61,6 +61,14 @@ def test_joining_by_address_does_not_clear_it(account):
     assert Membership.objects.get(account=account, room__room_id="!known:hs").is_encrypted
 
 
+def test_a_room_whose_state_has_not_synced_is_not_assumed_plain(account):
+    services._mark_joined(account, "!fresh:hs", name="Fresh")  # joined a moment ago
+    room = Room.objects.get(room_id="!fresh:hs")
+    services.message_send(account_id=account.pk, room=room, body="first words")
+    (pending,) = selectors.outbox_pending(account_id=account.pk)
+    assert not pending.encrypted and not pending.state_known  # the host asks the homeserver
+
+
 def test_the_rooms_state_alone_is_enough_to_encrypt(account):
     services._mark_joined(account, "!state:hs", name="State")
     room = Room.objects.get(room_id="!state:hs")
