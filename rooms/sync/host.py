@@ -19,21 +19,16 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.matrix import sync_api
-from accounts.matrix.cross_signing import CrossSigningKeys
-from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
-from accounts.matrix.key_backup import BackupKey
-from rooms import devices, notify, selectors, services
+from rooms import notify, selectors, services
 from rooms.services import LeaseHandle
 from rooms.sync import leases
+from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
 from rooms.sync.decryption import (
-    apply_decryptions,
     decrypt_history,
     retry_sealed,
-    room_events,
 )
-from rooms.sync.verifying import VerificationDriver
 
 log = logging.getLogger(__name__)
 
@@ -56,84 +51,6 @@ class _Owned:
     crypto: "AccountCrypto"
 
 
-class AccountCrypto:
-    """The account's crypto device: opened by its sync loop, used by its outbox once ready.
-
-    Only the lease holder creates one, so the store has one user at a time."""
-
-    def __init__(self) -> None:
-        self.lease: LeaseHandle | None = None
-        self.device: CryptoDevice | None = None
-        self.verifications: VerificationDriver | None = None
-        self.ready = asyncio.Event()
-        self.unavailable = ""
-
-    async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
-        self.lease = lease
-        crypto = CryptoDevice(
-            homeserver_url=device.homeserver_url,
-            user_id=device.user_id,
-            device_id=device.device_id,
-            access_token=device.access_token,
-            pickle_key=device.pickle_key,
-            store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
-        )
-        try:
-            await crypto.open(http)
-        except CryptoUnavailable as error:
-            self.unavailable = error.message
-            log.error("encryption unavailable for %s: %s", device.user_id, error.message)
-        else:
-            self.device = crypto
-            self.verifications = VerificationDriver(
-                lease, crypto, on_own_device_verified=self.own_device_verified
-            )
-        self.ready.set()
-
-    async def own_device_verified(self, device_id: str) -> None:
-        """Another device of the person's was verified with emoji: vouch for it with our
-        self-signing key when we hold it; otherwise that device's client may now have signed us,
-        so look at our own cross-signing state again."""
-        if self.device is None or self.lease is None:
-            return
-        device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
-        keys = (
-            CrossSigningKeys.from_json(device.cross_signing_keys)
-            if device.cross_signing_keys
-            else None
-        )
-        if keys is not None:
-            await self.device.trust.cross_sign_own_device(keys, device_id)
-            return
-        state = await self.device.trust.ensure_cross_signed(None, _refuse_new_keys)
-        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
-
-    async def close(self) -> None:
-        if self.device is not None:
-            await self.device.close()
-
-
-async def _refuse_new_keys(keys) -> None:
-    raise MatrixError("Cross-signing keys are only made when the account is first set up.")
-
-
-class _Ledger:
-    """The database's record of which room keys the account's backup holds (see KeyBackup)."""
-
-    def __init__(self, lease: LeaseHandle) -> None:
-        self.lease = lease
-
-    async def uploaded(self, version: str) -> set[str]:
-        return await sync_to_async(devices.backup_uploaded)(
-            account_id=self.lease.account_id, version=version
-        )
-
-    async def add(self, version: str, session_ids: list[str]) -> None:
-        await sync_to_async(devices.backup_record)(
-            lease=self.lease, version=version, session_ids=session_ids
-        )
-
-
 class AccountSync:
     """The /sync loop of one account, alive while its lease is held."""
 
@@ -146,7 +63,6 @@ class AccountSync:
         self.lease = lease
         self.http = http
         self.crypto = crypto or AccountCrypto()
-        self._devices_seen: frozenset = frozenset()
 
     async def run(self) -> None:
         device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
@@ -155,8 +71,6 @@ class AccountSync:
         )
         if not self.crypto.ready.is_set():
             await self.crypto.open(device, self.lease, self.http)
-            keys = await self.cross_sign(device)
-            await self.use_key_backup(device, keys)
         attempt = 0
         asked_at = time.monotonic()  # when missing keys were last asked for again
         first_round = True  # gaps left by an earlier owner are filled after the first sync
@@ -170,7 +84,7 @@ class AccountSync:
                     timeout_ms=settings.SYNC_TIMEOUT_MS,
                 )
                 batch = batch_from_sync_json(raw)
-                keys_arrived = await self.decrypt(raw, batch)
+                keys_arrived = await self.crypto.absorb(raw, batch)
                 result = await sync_to_async(services.sync_ingest)(
                     lease=self.lease, own_user_id=device.user_id, batch=batch, initial=not since
                 )
@@ -178,11 +92,11 @@ class AccountSync:
                 if result.gaps or first_round:
                     await self.fill_gaps(device)
                 if keys_arrived or first_round:
-                    await self.retry_waiting(None if first_round else keys_arrived)
+                    await self.crypto.retry_sealed(None if first_round else keys_arrived)
                 if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
-                    await self.retry_waiting(None, ask_again=True)
+                    await self.crypto.retry_sealed(None, ask_again=True)
                     asked_at = time.monotonic()
-                await self.export_devices(raw, force=first_round)
+                await self.crypto.export_devices(raw, force=first_round)
                 first_round = False
             except TokenInvalid:
                 # A new sign-in replaced the device's token: pick up the stored one.
@@ -200,99 +114,6 @@ class AccountSync:
                 log.warning("sync %s: %s; retrying in %.1fs", device.user_id, error, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
-
-    async def cross_sign(self, device: selectors.Device) -> CrossSigningKeys | None:
-        """Have our device cross-signed by its owner (keys made here when the account has none).
-        A failure is logged and retried by the next owner; it never stops the sync. Returns the
-        account's cross-signing keys when we hold them."""
-        crypto = self.crypto.device
-        if crypto is None:
-            return None
-        made: list[CrossSigningKeys] = []
-
-        async def save(keys: CrossSigningKeys) -> None:
-            await sync_to_async(devices.device_cross_signing_keys_save)(
-                lease=self.lease, keys_json=keys.to_json()
-            )
-            made.append(keys)
-
-        stored = (
-            CrossSigningKeys.from_json(device.cross_signing_keys)
-            if device.cross_signing_keys
-            else None
-        )
-        try:
-            state = await crypto.trust.ensure_cross_signed(stored, save)
-        except MatrixError as error:
-            log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
-            return None
-        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
-        return (stored or (made[0] if made else None)) if state == "signed" else None
-
-    async def use_key_backup(self, device: selectors.Device, keys: CrossSigningKeys | None) -> None:
-        """Back room keys up on the homeserver (creating the backup when the account has none),
-        so a new or restored device gets its history back."""
-        crypto = self.crypto.device
-        if crypto is None:
-            return
-
-        async def save(key: BackupKey) -> None:
-            await sync_to_async(devices.device_key_backup_key_save)(
-                lease=self.lease, private_key=key.private
-            )
-
-        stored = BackupKey(device.key_backup_key) if device.key_backup_key else None
-        try:
-            version = await crypto.backup.ensure(
-                stored, save, keys.master if keys is not None else None, _Ledger(self.lease)
-            )
-        except MatrixError as error:
-            log.warning("key backup for %s deferred: %s", device.user_id, error.message)
-            return
-        await sync_to_async(devices.device_key_backup_version_save)(
-            lease=self.lease, version=version
-        )
-
-    async def export_devices(self, raw: dict, *, force: bool = False) -> None:
-        """Keep the database's copy of the devices we encrypt for (and their trust) current, for
-        the rooms' encryption indicators; only when something changed."""
-        crypto = self.crypto.device
-        if crypto is None:
-            return
-        snapshot = crypto.trust.device_snapshot()
-        lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
-        if not force and snapshot == self._devices_seen and not lists.get("changed"):
-            return
-        try:
-            known = await crypto.trust.known_devices()
-        except MatrixError as error:
-            log.info("device trust for %s not refreshed: %s", crypto.user_id, error.message)
-            return
-        await sync_to_async(devices.device_trust_save)(lease=self.lease, devices=known)
-        self._devices_seen = snapshot
-
-    async def decrypt(self, raw: dict, batch) -> set[str]:
-        """Give the sync to the crypto device and put decrypted events into the batch; ask our
-        other devices for keys we lack. Returns the Megolm sessions whose keys just arrived."""
-        crypto = self.crypto.device
-        if crypto is None:
-            return set()
-        encrypted = await sync_to_async(selectors.encrypted_room_ids)(
-            account_id=self.lease.account_id
-        )
-        absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
-        await sync_to_async(devices.keys_withheld_save)(
-            lease=self.lease, withheld=absorbed.withheld
-        )
-        for room_id, event in apply_decryptions(batch, absorbed):
-            await crypto.request_key(room_id, event)
-        if self.crypto.verifications is not None:
-            await self.crypto.verifications.after_sync(raw)
-        return {session_id for _, session_id in absorbed.keys_arrived}
-
-    async def retry_waiting(self, session_ids: set[str] | None, *, ask_again: bool = False) -> None:
-        if self.crypto.device is not None:
-            await retry_sealed(self.lease, self.crypto.device, session_ids, ask_again=ask_again)
 
     async def fill_gaps(self, device: selectors.Device) -> None:
         """Fetch what limited syncs skipped, page by page back to events we already have. Each

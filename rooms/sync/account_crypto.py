@@ -1,0 +1,200 @@
+"""The crypto side of one owned account: its CryptoDevice opened and set up (cross-signing, key
+backup), each sync absorbed (decryption, withheld keys, verification progress), events our device
+could not read retried, and the devices we encrypt for exported for the rooms' indicators.
+
+Only the account's sync host creates one, under the account's lease: the crypto store has one user.
+"""
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from accounts.matrix.cross_signing import CrossSigningKeys
+from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable
+from accounts.matrix.errors import MatrixError
+from accounts.matrix.key_backup import BackupKey
+from rooms import devices, selectors
+from rooms.services import LeaseHandle
+from rooms.sync.decryption import apply_decryptions, retry_sealed, room_events
+from rooms.sync.verifying import VerificationDriver
+
+log = logging.getLogger(__name__)
+
+
+class AccountCrypto:
+    """The account's crypto device: opened by its sync loop, used by its outbox once ready.
+
+    Only the lease holder creates one, so the store has one user at a time."""
+
+    def __init__(self) -> None:
+        self.lease: LeaseHandle | None = None
+        self.device: CryptoDevice | None = None
+        self.verifications: VerificationDriver | None = None
+        self.ready = asyncio.Event()
+        self.unavailable = ""
+        self._devices_seen: frozenset = frozenset()
+
+    async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
+        self.lease = lease
+        crypto = CryptoDevice(
+            homeserver_url=device.homeserver_url,
+            user_id=device.user_id,
+            device_id=device.device_id,
+            access_token=device.access_token,
+            pickle_key=device.pickle_key,
+            store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
+        )
+        try:
+            await crypto.open(http)
+        except CryptoUnavailable as error:
+            self.unavailable = error.message
+            log.error("encryption unavailable for %s: %s", device.user_id, error.message)
+        else:
+            self.device = crypto
+            self.verifications = VerificationDriver(
+                lease, crypto, on_own_device_verified=self.own_device_verified
+            )
+            keys = await self._cross_sign(device)
+            await self._use_key_backup(device, keys)
+        self.ready.set()
+
+    async def own_device_verified(self, device_id: str) -> None:
+        """Another device of the person's was verified with emoji: vouch for it with our
+        self-signing key when we hold it; otherwise that device's client may now have signed us,
+        so look at our own cross-signing state again."""
+        if self.device is None or self.lease is None:
+            return
+        device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
+        keys = (
+            CrossSigningKeys.from_json(device.cross_signing_keys)
+            if device.cross_signing_keys
+            else None
+        )
+        if keys is not None:
+            await self.device.trust.cross_sign_own_device(keys, device_id)
+            return
+        state = await self.device.trust.ensure_cross_signed(None, _refuse_new_keys)
+        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
+
+    async def _cross_sign(self, device: selectors.Device) -> CrossSigningKeys | None:
+        """Have our device cross-signed by its owner (keys made here when the account has none).
+        A failure is logged and retried by the next owner; it never stops the sync. Returns the
+        account's cross-signing keys when we hold them."""
+        crypto = self.device
+        if crypto is None:
+            return None
+        made: list[CrossSigningKeys] = []
+
+        async def save(keys: CrossSigningKeys) -> None:
+            await sync_to_async(devices.device_cross_signing_keys_save)(
+                lease=self.lease, keys_json=keys.to_json()
+            )
+            made.append(keys)
+
+        stored = (
+            CrossSigningKeys.from_json(device.cross_signing_keys)
+            if device.cross_signing_keys
+            else None
+        )
+        try:
+            state = await crypto.trust.ensure_cross_signed(stored, save)
+        except MatrixError as error:
+            log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
+            return None
+        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
+        return (stored or (made[0] if made else None)) if state == "signed" else None
+
+    async def _use_key_backup(
+        self, device: selectors.Device, keys: CrossSigningKeys | None
+    ) -> None:
+        """Back room keys up on the homeserver (creating the backup when the account has none),
+        so a new or restored device gets its history back."""
+        crypto = self.device
+        if crypto is None:
+            return
+
+        async def save(key: BackupKey) -> None:
+            await sync_to_async(devices.device_key_backup_key_save)(
+                lease=self.lease, private_key=key.private
+            )
+
+        stored = BackupKey(device.key_backup_key) if device.key_backup_key else None
+        try:
+            version = await crypto.backup.ensure(
+                stored, save, keys.master if keys is not None else None, _Ledger(self.lease)
+            )
+        except MatrixError as error:
+            log.warning("key backup for %s deferred: %s", device.user_id, error.message)
+            return
+        await sync_to_async(devices.device_key_backup_version_save)(
+            lease=self.lease, version=version
+        )
+
+    async def absorb(self, raw: dict, batch) -> set[str]:
+        """Give the sync to the crypto device and put decrypted events into the batch; ask our
+        other devices for keys we lack. Returns the Megolm sessions whose keys just arrived."""
+        crypto = self.device
+        if crypto is None:
+            return set()
+        encrypted = await sync_to_async(selectors.encrypted_room_ids)(
+            account_id=self.lease.account_id
+        )
+        absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
+        await sync_to_async(devices.keys_withheld_save)(
+            lease=self.lease, withheld=absorbed.withheld
+        )
+        for room_id, event in apply_decryptions(batch, absorbed):
+            await crypto.request_key(room_id, event)
+        if self.verifications is not None:
+            await self.verifications.after_sync(raw)
+        return {session_id for _, session_id in absorbed.keys_arrived}
+
+    async def retry_sealed(self, session_ids: set[str] | None, *, ask_again: bool = False) -> None:
+        """Decrypt what our device could not read before (see decryption.retry_sealed)."""
+        if self.device is not None and self.lease is not None:
+            await retry_sealed(self.lease, self.device, session_ids, ask_again=ask_again)
+
+    async def export_devices(self, raw: dict, *, force: bool = False) -> None:
+        """Keep the database's copy of the devices we encrypt for (and their trust) current, for
+        the rooms' encryption indicators; only when something changed."""
+        crypto = self.device
+        if crypto is None:
+            return
+        snapshot = crypto.trust.device_snapshot()
+        lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
+        if not force and snapshot == self._devices_seen and not lists.get("changed"):
+            return
+        try:
+            known = await crypto.trust.known_devices()
+        except MatrixError as error:
+            log.info("device trust for %s not refreshed: %s", crypto.user_id, error.message)
+            return
+        await sync_to_async(devices.device_trust_save)(lease=self.lease, devices=known)
+        self._devices_seen = snapshot
+
+    async def close(self) -> None:
+        if self.device is not None:
+            await self.device.close()
+
+
+async def _refuse_new_keys(keys) -> None:
+    raise MatrixError("Cross-signing keys are only made when the account is first set up.")
+
+
+class _Ledger:
+    """The database's record of which room keys the account's backup holds (see KeyBackup)."""
+
+    def __init__(self, lease: LeaseHandle) -> None:
+        self.lease = lease
+
+    async def uploaded(self, version: str) -> set[str]:
+        return await sync_to_async(devices.backup_uploaded)(
+            account_id=self.lease.account_id, version=version
+        )
+
+    async def add(self, version: str, session_ids: list[str]) -> None:
+        await sync_to_async(devices.backup_record)(
+            lease=self.lease, version=version, session_ids=session_ids
+        )
