@@ -1,11 +1,12 @@
 """Media: uploads go to the homeserver with the person's own token and out as a message through
 the outbox; downloads come back through our proxy with the spec's media security rules."""
 
+import io
 from dataclasses import dataclass
 
-from accounts.matrix import client_api, media_api
+from accounts.matrix import attachments, client_api, media_api
 from accounts.models import MatrixAccount
-from rooms import services
+from rooms import selectors, services
 from rooms.models import OutboxMessage, Room
 
 INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
@@ -88,16 +89,82 @@ def _upload(*, account: MatrixAccount, uploaded, default_name: str) -> Uploaded:
 
 
 def media_send(*, account: MatrixAccount, room: Room, uploaded) -> OutboxMessage:
-    """Upload a file someone picked and queue the message that shows it (image or file)."""
-    sent = _upload(account=account, uploaded=uploaded, default_name="file")
+    """Upload a file someone picked and queue the message that shows it (image or file). In an
+    encrypted room the file is encrypted first: the homeserver only ever holds ciphertext."""
+    if selectors.room_is_encrypted(account=account, room=room):
+        sent, file = _upload_encrypted(account=account, uploaded=uploaded)
+        where = {"file": {**file, "url": sent.uri, "mimetype": sent.content_type}}
+    else:
+        sent = _upload(account=account, uploaded=uploaded, default_name="file")
+        where = {"url": sent.uri}
     msgtype = "m.image" if sent.content_type in INLINE_IMAGE_TYPES else "m.file"
     content = {
         "msgtype": msgtype,
         "body": sent.name,
-        "url": sent.uri,
+        **where,
         "info": {"mimetype": sent.content_type, "size": sent.size},
     }
     return services.queue_content(account_id=account.pk, room=room, content=content)
+
+
+def _upload_encrypted(*, account: MatrixAccount, uploaded) -> tuple[Uploaded, dict]:
+    """Encrypt a picked file and upload the ciphertext (in memory: bounded by the homeserver's
+    size limit, checked first)."""
+    name = (getattr(uploaded, "name", "") or "file")[:255]
+    size = getattr(uploaded, "size", 0) or 0
+    if size <= 0:
+        raise services.MessageRejected("That file is empty.")
+    limit = upload_limit(account=account)
+    if size > limit:
+        raise services.MessageRejected(
+            f"{name} is {_human(size)}; this homeserver accepts files up to {_human(limit)}."
+        )
+    content_type = (getattr(uploaded, "content_type", "") or "application/octet-stream")[:100]
+    uploaded.seek(0)
+    ciphertext, file = attachments.encrypt(uploaded.read())
+    uri = media_api.upload(
+        account.homeserver_url,
+        access_token=account.access_token,
+        stream=io.BytesIO(ciphertext),
+        size=len(ciphertext),
+        content_type="application/octet-stream",
+        filename="",
+    )
+    return Uploaded(uri, name, size, content_type), file
+
+
+@dataclass(frozen=True)
+class DecryptedFile:
+    body: bytes
+    content_type: str
+    inline: bool
+
+
+def encrypted_media(*, account: MatrixAccount, room_id: str, event_id: str) -> DecryptedFile:
+    """The decrypted file of an encrypted-room message the account's own device could read: the
+    key comes from that event, never from the request."""
+    content = selectors.readable_event_content(account=account, room_id=room_id, event_id=event_id)
+    file = content.get("file") if content else None
+    if not attachments.is_encrypted_file(file):
+        raise ValueError("no encrypted file in that message")
+    parsed = media_api.parse_mxc(file["url"])
+    if parsed is None:
+        raise ValueError("malformed media reference")
+    ciphertext = media_api.download_bytes(
+        account.homeserver_url,
+        access_token=account.access_token,
+        server_name=parsed[0],
+        media_id=parsed[1],
+        max_bytes=max(upload_limit(account=account), DEFAULT_UPLOAD_LIMIT) + 1024,
+    )
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    content_type = info.get("mimetype") or file.get("mimetype") or "application/octet-stream"
+    content_type = content_type if isinstance(content_type, str) else "application/octet-stream"
+    return DecryptedFile(
+        attachments.decrypt(ciphertext, file),
+        content_type[:100],
+        inline=content_type in INLINE_IMAGE_TYPES,
+    )
 
 
 @dataclass

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.db.models import Q
 
-from accounts.matrix import client_api
+from accounts.matrix import attachments, client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
 from rooms.links import first_link
@@ -173,6 +173,7 @@ class MediaRef:
     media_id: str
     name: str
     size_label: str
+    encrypted: bool = False  # an EncryptedFile: served decrypted by our proxy, by event
 
 
 def media_ref(raw: dict) -> MediaRef | None:
@@ -186,14 +187,39 @@ def media_ref(raw: dict) -> MediaRef | None:
         "m.audio",
     ):
         return None
-    parsed = parse_mxc(content.get("url", ""))
+    file = content.get("file")
+    encrypted = attachments.is_encrypted_file(file)
+    parsed = parse_mxc(file["url"] if encrypted else content.get("url", ""))
     if parsed is None:
         return None
     info = content.get("info") if isinstance(content.get("info"), dict) else {}
     size = info.get("size")
     label = _size_label(size) if isinstance(size, int) and size > 0 else ""
     name = content.get("body") if isinstance(content.get("body"), str) else "file"
-    return MediaRef(kind, parsed[0], parsed[1], name[:200], label)
+    return MediaRef(kind, parsed[0], parsed[1], name[:200], label, encrypted)
+
+
+def room_is_encrypted(*, account: MatrixAccount, room: Room) -> bool:
+    """As the outbox decides it: our membership's flag or the room's state is enough."""
+    return (
+        Membership.objects.filter(account=account, room=room, is_encrypted=True).exists()
+        or RoomState.objects.filter(room=room, event_type="m.room.encryption").exists()
+    )
+
+
+def readable_event_content(*, account: MatrixAccount, room_id: str, event_id: str) -> dict | None:
+    """The content of an event this account's own device could read (None otherwise)."""
+    entry = (
+        TimelineEntry.objects.filter(
+            account=account, room__room_id=room_id, event__event_id=event_id, sealed=False
+        )
+        .select_related("event")
+        .first()
+    )
+    if entry is None:
+        return None
+    content = entry.event.raw.get("content")
+    return content if isinstance(content, dict) else None
 
 
 def _mentions(raw: dict, account: MatrixAccount) -> bool:

@@ -35,4 +35,5 @@ urlpatterns = [
     path("rooms/<str:room_id>/leave/", views.room_membership, {"action": "leave"}, name="leave"),
     path("media/avatar/<str:server_name>/<str:media_id>", views.avatar, name="avatar"),
     path("media/file/<str:server_name>/<str:media_id>", views.media_file, name="media_file"),
+    path("media/encrypted/", views.encrypted_media_file, name="encrypted_media"),
 ]

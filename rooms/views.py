@@ -474,6 +474,33 @@ def media_file(request: HttpRequest, server_name: str, media_id: str) -> HttpRes
 
 
 @login_required
+@require_GET
+def encrypted_media_file(request: HttpRequest) -> HttpResponse:
+    """A file from an encrypted room, decrypted with the key of a message the person's own device
+    could read; the same rules as other media (safe images inline, the rest as attachments)."""
+    account = _account_or_404(request)
+    try:
+        decrypted = media.encrypted_media(
+            account=account,
+            room_id=request.GET.get("room", ""),
+            event_id=request.GET.get("event", ""),
+        )
+    except (MatrixError, ValueError):
+        raise Http404("No such file.") from None
+    response = HttpResponse(
+        decrypted.body,
+        content_type=decrypted.content_type if decrypted.inline else "application/octet-stream",
+    )
+    name = request.GET.get("name", "")[:200] or "file"
+    disposition = "inline" if decrypted.inline and not request.GET.get("download") else "attachment"
+    response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{quote(name)}"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
     account, membership = _joined_or_404(request, room_id)

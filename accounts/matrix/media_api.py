@@ -119,3 +119,19 @@ def preview_url(homeserver_url: str, *, access_token: str, url: str) -> dict:
     """The homeserver's Open Graph preview of a link (it fetches the page, never we)."""
     path = f"/_matrix/client/v1/media/preview_url?{urllib.parse.urlencode({'url': url})}"
     return matrix_request(homeserver_url, "GET", path, token=access_token, timeout=20.0)
+
+
+def download_bytes(
+    homeserver_url: str, *, access_token: str, server_name: str, media_id: str, max_bytes: int
+) -> bytes:
+    """A whole (encrypted) file, refused past `max_bytes` so a lying server cannot exhaust us."""
+    response, _content_type, length = open_download(
+        homeserver_url, access_token=access_token, server_name=server_name, media_id=media_id
+    )
+    with response:
+        if length is not None and length > max_bytes:
+            raise MatrixError("The file is larger than this workspace accepts.")
+        data = response.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise MatrixError("The file is larger than this workspace accepts.")
+    return data

@@ -1,6 +1,7 @@
 """Encrypted rooms in Chromium: private rooms are encrypted by default, messages flow both ways
 with an independent Olm device, and a message we cannot read says why."""
 
+import io
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from nio.crypto.sas import SasState
 
 from tests.e2e.conftest import sign_in
 from tests.e2e.peer import SyncPeer, only_device_of, wait_for_sas
+from tests.fixtures.images import PNG
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +121,36 @@ def test_a_missing_key_comes_from_another_of_our_devices_and_the_message_appears
         assert page.errors == []
     finally:
         phone.close()
+
+
+def test_an_encrypted_image_is_shown_inline(page, workspace, matrix_user_factory, bob_encrypting):
+    bob = bob_encrypting
+    alice = matrix_user_factory()
+    room_id = bob.create_room(name="Photos", invite=[alice.user_id], encrypted=True)
+    sign_in(page, workspace, alice)
+    page.click("#room-list >> text=Photos")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    bob.wait_for_member(room_id, alice.user_id)
+    page.wait_for_selector(f"ol.timeline >> text={alice.localpart}")  # her join synced
+    uploaded, keys = bob.call(
+        bob.client.upload(
+            io.BytesIO(PNG), content_type="image/png", encrypt=True, filesize=len(PNG)
+        )
+    )
+    bob._sync(0)  # the room and Alice's device, before encrypting for them
+    bob.send_event(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.image",
+            "body": "dot.png",
+            "file": {**keys, "url": uploaded.content_uri, "mimetype": "image/png"},
+            "info": {"mimetype": "image/png", "size": len(PNG)},
+        },
+    )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('ol.timeline img.inline-image')]"
+        ".some(i => i.complete && i.naturalWidth === 1)"
+    )
+    assert page.errors == []

@@ -5,6 +5,7 @@ the peer is a plain matrix-nio client with encryption on, as another Matrix clie
 
 import asyncio
 import contextlib
+import io
 import json
 import shutil
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections
 from nio import (
     AsyncClient,
@@ -23,13 +25,15 @@ from nio import (
     RoomSendResponse,
 )
 
+from accounts.matrix import attachments, media_api
 from accounts.matrix.client_api import password_login
 from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verify_signature
 from accounts.matrix.http import matrix_request
 from accounts.models import MatrixAccount
-from rooms import selectors, services
+from rooms import media, selectors, services
 from rooms.models import BackedUpRoomKey, Event, Membership, OutboxMessage, Room, TimelineEntry
 from rooms.sync.host import SyncHost
+from tests.fixtures.images import PNG
 from tests.integration.accounts.test_secrets_at_rest import dump_database
 from tests.integration.rooms.helpers import join, signed_in_account
 
@@ -480,5 +484,70 @@ async def test_a_message_sent_right_after_joining_an_encrypted_room_is_encrypted
         assert wire["type"] == "m.room.encrypted"
         seen = await peer_reads(peer, room_id, event_id)
         assert isinstance(seen, RoomMessageText) and seen.body == "first words, encrypted"
+    finally:
+        await peer.close()
+
+
+async def test_files_in_encrypted_rooms_are_encrypted_both_ways(
+    client, synapse, matrix_user_factory, tmp_path
+):
+    account, peer, room_id = await encrypted_room(client, synapse, matrix_user_factory, tmp_path)
+    try:
+        async with running_host():
+            await until(encrypted_membership(account, room_id))
+            # The peer sends an encrypted image, as Element does in an encrypted room.
+            uploaded, keys = await peer.upload(
+                io.BytesIO(PNG), content_type="image/png", encrypt=True, filesize=len(PNG)
+            )
+            await peer.sync(timeout=0)
+            sent_image = await peer.room_send(
+                room_id,
+                "m.room.message",
+                {
+                    "msgtype": "m.image",
+                    "body": "dot.png",
+                    "file": {**keys, "url": uploaded.content_uri, "mimetype": "image/png"},
+                    "info": {"mimetype": "image/png", "size": len(PNG)},
+                },
+                ignore_unverified_devices=True,
+            )
+            await until(
+                lambda: Event.objects.filter(
+                    event_id=sent_image.event_id, event_type="m.room.message"
+                ).first()
+            )
+            shown = await sync_to_async(client.get)(
+                "/media/encrypted/", {"room": room_id, "event": sent_image.event_id}
+            )
+            assert shown.status_code == 200 and shown.content == PNG
+            assert shown["Content-Type"] == "image/png"
+            assert shown["X-Content-Type-Options"] == "nosniff"
+            elsewhere = await sync_to_async(client.get)(
+                "/media/encrypted/", {"room": room_id, "event": "$not-ours"}
+            )
+            assert elsewhere.status_code == 404
+
+            # Ours: the homeserver only ever gets ciphertext, and the peer decrypts it.
+            room = await sync_to_async(Room.objects.get)(room_id=room_id)
+            secret = b"quarterly numbers, not for the server"
+            queued = await sync_to_async(media.media_send)(
+                account=account,
+                room=room,
+                uploaded=SimpleUploadedFile("numbers.txt", secret, content_type="text/plain"),
+            )
+            assert "url" not in queued.content and "file" in queued.content
+            event_id = await until(sent(queued.txn_id))
+            seen = await peer_reads(peer, room_id, event_id)
+            file = seen.source["content"]["file"]
+            server_name, media_id = file["url"][len("mxc://") :].split("/", 1)
+            ciphertext = await sync_to_async(media_api.download_bytes)(
+                synapse.url,
+                access_token=peer.access_token,
+                server_name=server_name,
+                media_id=media_id,
+                max_bytes=10_000,
+            )
+            assert secret not in ciphertext
+            assert attachments.decrypt(ciphertext, file) == secret
     finally:
         await peer.close()
