@@ -7,42 +7,34 @@ import uuid
 from django.db import transaction
 
 from accounts.models import MatrixAccount
-from rooms import notify
+from rooms import notify, selectors
 from rooms.models import (
     BackedUpRoomKey,
     DeviceTrust,
     DeviceVerification,
-    TimelineEntry,
     WithheldKey,
 )
 from rooms.services import LeaseHandle, MessageRejected, check_user_id, rerender_after_commit
 from rooms.sync.leases import lease_check
 
+# The account's device fields the owning host keeps: cross-signing and key backup private keys
+# (encrypted at rest; saved before they are uploaded, so never lost) and where each stands.
+DEVICE_FIELDS = {
+    "cross_signing_keys",
+    "cross_signing_state",
+    "key_backup_key",
+    "key_backup_version",
+}
 
-def device_cross_signing_keys_save(*, lease: LeaseHandle, keys_json: str) -> None:
-    """Keep freshly made cross-signing keys (encrypted at rest) before they are uploaded."""
+
+def device_fields_save(*, lease: LeaseHandle, **fields: str) -> None:
+    """Write some of DEVICE_FIELDS for the lease's account, only while the lease is held."""
+    unknown = set(fields) - DEVICE_FIELDS
+    if unknown:
+        raise ValueError(f"not a device field: {', '.join(sorted(unknown))}")
     with transaction.atomic():
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
-        MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_keys=keys_json)
-
-
-def device_cross_signing_state_save(*, lease: LeaseHandle, state: str) -> None:
-    with transaction.atomic():
-        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
-        MatrixAccount.objects.filter(pk=lease.account_id).update(cross_signing_state=state)
-
-
-def device_key_backup_key_save(*, lease: LeaseHandle, private_key: str) -> None:
-    """Keep a fresh key backup key (encrypted at rest) before the backup is created with it."""
-    with transaction.atomic():
-        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
-        MatrixAccount.objects.filter(pk=lease.account_id).update(key_backup_key=private_key)
-
-
-def device_key_backup_version_save(*, lease: LeaseHandle, version: str) -> None:
-    with transaction.atomic():
-        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
-        MatrixAccount.objects.filter(pk=lease.account_id).update(key_backup_version=version)
+        MatrixAccount.objects.filter(pk=lease.account_id).update(**fields)
 
 
 def device_trust_save(*, lease: LeaseHandle, devices: list) -> None:
@@ -81,11 +73,10 @@ def keys_withheld_save(*, lease: LeaseHandle, withheld: list) -> None:
             )
         sessions = {notice.session_id for notice in withheld}
         affected = [
-            event_id
-            for event_id, raw, envelope in TimelineEntry.objects.filter(
-                account_id=account_id, sealed=True
-            ).values_list("event__event_id", "event__raw", "event__encrypted_raw")[:2000]
-            if ((envelope or raw).get("content") or {}).get("session_id") in sessions
+            envelope["event_id"]
+            for _, envelope in selectors.events_awaiting_keys(
+                account_id=account_id, session_ids=sessions, limit=2000
+            )
         ]
         if affected:
             transaction.on_commit(rerender_after_commit(account_id, affected))

@@ -63,9 +63,9 @@ class Uploaded:
     content_type: str
 
 
-def _upload(*, account: MatrixAccount, uploaded, default_name: str) -> Uploaded:
-    """Send a picked file to the homeserver within its own size limit; nothing is read into
-    memory (Django spools large uploads to disk and we stream from there)."""
+def _checked_file(*, account: MatrixAccount, uploaded, default_name: str) -> tuple[str, int, str]:
+    """(name, size, content type) of a picked file that is neither empty nor over the
+    homeserver's own size limit, checked before a byte is sent."""
     name = (getattr(uploaded, "name", "") or default_name)[:255]
     size = getattr(uploaded, "size", 0) or 0
     if size <= 0:
@@ -76,6 +76,15 @@ def _upload(*, account: MatrixAccount, uploaded, default_name: str) -> Uploaded:
             f"{name} is {_human(size)}; this homeserver accepts files up to {_human(limit)}."
         )
     content_type = (getattr(uploaded, "content_type", "") or "application/octet-stream")[:100]
+    return name, size, content_type
+
+
+def _upload(*, account: MatrixAccount, uploaded, default_name: str) -> Uploaded:
+    """Send a picked file to the homeserver within its own size limit; nothing is read into
+    memory (Django spools large uploads to disk and we stream from there)."""
+    name, size, content_type = _checked_file(
+        account=account, uploaded=uploaded, default_name=default_name
+    )
     uploaded.seek(0)
     uri = media_api.upload(
         account.homeserver_url,
@@ -110,16 +119,9 @@ def media_send(*, account: MatrixAccount, room: Room, uploaded) -> OutboxMessage
 def _upload_encrypted(*, account: MatrixAccount, uploaded) -> tuple[Uploaded, dict]:
     """Encrypt a picked file and upload the ciphertext (in memory: bounded by the homeserver's
     size limit, checked first)."""
-    name = (getattr(uploaded, "name", "") or "file")[:255]
-    size = getattr(uploaded, "size", 0) or 0
-    if size <= 0:
-        raise services.MessageRejected("That file is empty.")
-    limit = upload_limit(account=account)
-    if size > limit:
-        raise services.MessageRejected(
-            f"{name} is {_human(size)}; this homeserver accepts files up to {_human(limit)}."
-        )
-    content_type = (getattr(uploaded, "content_type", "") or "application/octet-stream")[:100]
+    name, size, content_type = _checked_file(
+        account=account, uploaded=uploaded, default_name="file"
+    )
     uploaded.seek(0)
     ciphertext, file = attachments.encrypt(uploaded.read())
     uri = media_api.upload(

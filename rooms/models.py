@@ -135,6 +135,13 @@ class Event(models.Model):
         return self.encrypted_raw or self.raw
 
 
+def megolm_session_id(envelope: dict) -> str:
+    """The Megolm session an encrypted event's key belongs to ("" when it names none)."""
+    content = envelope.get("content")
+    session_id = content.get("session_id") if isinstance(content, dict) else None
+    return session_id if isinstance(session_id, str) else ""
+
+
 class TimelineEntry(models.Model):
     """An event as one account saw it.
 

@@ -21,6 +21,7 @@ from rooms.models import (
     RoomState,
     TimelineEntry,
     WithheldKey,
+    megolm_session_id,
 )
 from rooms.naming import member_names
 from rooms.powers import room_powers
@@ -58,11 +59,12 @@ def account_device(*, account_id: int) -> Device:
 
 
 def encrypted_room_ids(*, account_id: int) -> set[str]:
-    """Rooms the account has joined whose state says they are end-to-end encrypted."""
+    """Rooms the account has joined that are end-to-end encrypted. Either record is enough, our
+    membership's flag or the room's state, so a room never goes back to plain text."""
     return set(
-        Membership.objects.filter(
-            account_id=account_id, membership=Membership.JOIN, is_encrypted=True
-        ).values_list("room__room_id", flat=True)
+        Membership.objects.filter(account_id=account_id, membership=Membership.JOIN)
+        .filter(Q(is_encrypted=True) | Q(room__state__event_type="m.room.encryption"))
+        .values_list("room__room_id", flat=True)
     )
 
 
@@ -79,8 +81,7 @@ def events_awaiting_keys(
         "room__room_id", "event__raw", "event__encrypted_raw"
     )[: limit * 4]:
         envelope = envelope or raw
-        content = envelope.get("content") if isinstance(envelope.get("content"), dict) else {}
-        if session_ids is None or content.get("session_id") in session_ids:
+        if session_ids is None or megolm_session_id(envelope) in session_ids:
             found.append((room_id, envelope))
         if len(found) >= limit:
             break
@@ -200,11 +201,8 @@ def media_ref(raw: dict) -> MediaRef | None:
 
 
 def room_is_encrypted(*, account: MatrixAccount, room: Room) -> bool:
-    """As the outbox decides it: our membership's flag or the room's state is enough."""
-    return (
-        Membership.objects.filter(account=account, room=room, is_encrypted=True).exists()
-        or RoomState.objects.filter(room=room, event_type="m.room.encryption").exists()
-    )
+    """As the outbox decides it (see encrypted_room_ids)."""
+    return room.room_id in encrypted_room_ids(account_id=account.pk)
 
 
 def readable_event_content(*, account: MatrixAccount, room_id: str, event_id: str) -> dict | None:
@@ -365,10 +363,8 @@ def _sealed_view(event):
 
 def _withheld_codes(account: MatrixAccount, entries) -> dict[str, str]:
     """session id -> withheld code, for the unreadable events among `entries` (one query)."""
-    sessions = {
-        (e.event.envelope.get("content") or {}).get("session_id") for e in entries if e.sealed
-    }
-    sessions.discard(None)
+    sessions = {megolm_session_id(e.event.envelope) for e in entries if e.sealed}
+    sessions.discard("")
     if not sessions:
         return {}
     return dict(
@@ -481,8 +477,8 @@ def timeline_items(
         body = _body_of(event.raw)
         if entry.sealed:  # what this account's own device could read: nothing yet
             event = _sealed_view(event)
-            session_id = (event.raw.get("content") or {}).get("session_id", "")
-            body = _unreadable_text(event.origin_server_ts, joined_ts, withheld.get(session_id, ""))
+            code = withheld.get(megolm_session_id(event.raw), "")
+            body = _unreadable_text(event.origin_server_ts, joined_ts, code)
         in_thread = event.relates_to if event.rel_type == "m.thread" else ""
         if not body or (
             is_hidden(event.event_type, event.rel_type) and not (include_thread and in_thread)
@@ -792,8 +788,7 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             row.room.room_id,
             row.event_type,
             row.content,
-            # Either record is enough: a room never goes back to plain text.
-            row.room.room_id in encrypted or row.room.room_id in settings,
+            row.room.room_id in encrypted,
             settings.get(row.room.room_id),
             row.room.room_id in synced,
         )

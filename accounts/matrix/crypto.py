@@ -356,16 +356,11 @@ def _crypto_view(raw: dict[str, Any], rooms: dict[str, RoomEvents]) -> dict[str,
     """The parts of a /sync body the Olm machine needs, with only events that passed our checks
     (nio would reject the whole response for one malformed event)."""
 
-    def section(name: str) -> list[dict]:
-        value = raw.get(name)
-        events = value.get("events") if isinstance(value, dict) else None
-        return [e for e in events if _is_to_device(e)] if isinstance(events, list) else []
-
     lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
     counts = raw.get("device_one_time_keys_count")
     return {
         "next_batch": raw.get("next_batch", ""),
-        "to_device": {"events": section("to_device")},
+        "to_device": {"events": to_device_events(raw)},
         "device_lists": {
             "changed": [u for u in lists.get("changed") or [] if isinstance(u, str)],
             "left": [u for u in lists.get("left") or [] if isinstance(u, str)],
@@ -394,6 +389,13 @@ def _crypto_view(raw: dict[str, Any], rooms: dict[str, RoomEvents]) -> dict[str,
     }
 
 
+def to_device_events(raw: dict[str, Any]) -> list[dict]:
+    """The well-formed to-device messages of a /sync body (type, sender and content present)."""
+    section = raw.get("to_device")
+    events = section.get("events") if isinstance(section, dict) else None
+    return [e for e in events if _is_to_device(e)] if isinstance(events, list) else []
+
+
 def _is_to_device(event: Any) -> bool:
     return (
         isinstance(event, dict)
@@ -408,11 +410,9 @@ WITHHELD = ("m.room_key.withheld", "org.matrix.room_key.withheld")
 
 def withheld_notices(raw: dict[str, Any]) -> list[Withheld]:
     """Megolm key refusals in a /sync body's to-device section."""
-    section = raw.get("to_device")
-    events = section.get("events") if isinstance(section, dict) else None
     found = []
-    for event in events if isinstance(events, list) else []:
-        if not _is_to_device(event) or event["type"] not in WITHHELD:
+    for event in to_device_events(raw):
+        if event["type"] not in WITHHELD:
             continue
         content = event["content"]
         room_id, session_id = content.get("room_id"), content.get("session_id")

@@ -17,6 +17,7 @@ from nio import KeyVerificationStart, LocalProtocolError, ToDeviceError
 from nio.crypto.sas import SasState
 from nio.event_builders import ToDeviceMessage
 
+from accounts.matrix.crypto import to_device_events
 from accounts.matrix.errors import MatrixError
 
 log = logging.getLogger(__name__)
@@ -54,20 +55,18 @@ class SasView:
 
 def incoming_requests(raw_sync: dict[str, Any], own_device_id: str) -> list[IncomingRequest]:
     """Fresh m.key.verification.request messages for our device in a /sync body."""
-    section = raw_sync.get("to_device")
-    events = section.get("events") if isinstance(section, dict) else None
     found = []
     now = time.time() * 1000
-    for event in events if isinstance(events, list) else []:
-        if not isinstance(event, dict) or event.get("type") != REQUEST:
+    for event in to_device_events(raw_sync):
+        if event["type"] != REQUEST:
             continue
-        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        content = event["content"]
         txn, device = content.get("transaction_id"), content.get("from_device")
         sent = content.get("timestamp")
         methods = content.get("methods")
         if not (isinstance(txn, str) and isinstance(device, str) and isinstance(methods, list)):
             continue
-        if SAS_METHOD not in methods or not isinstance(event.get("sender"), str):
+        if SAS_METHOD not in methods:
             continue
         if isinstance(sent, int) and not (now - REQUEST_LIFETIME_MS < sent < now + 5 * 60_000):
             continue
@@ -78,13 +77,7 @@ def incoming_requests(raw_sync: dict[str, Any], own_device_id: str) -> list[Inco
 def start_events(raw_sync: dict[str, Any]) -> list[dict]:
     """m.key.verification.start messages in a /sync body (kept to replay those nio dropped
     because it did not know the sender's device yet)."""
-    section = raw_sync.get("to_device")
-    events = section.get("events") if isinstance(section, dict) else None
-    return [
-        e
-        for e in (events if isinstance(events, list) else [])
-        if isinstance(e, dict) and e.get("type") == START and isinstance(e.get("content"), dict)
-    ]
+    return [e for e in to_device_events(raw_sync) if e["type"] == START]
 
 
 class Verifier:

@@ -76,7 +76,7 @@ class AccountCrypto:
             await self.device.trust.cross_sign_own_device(keys, device_id)
             return
         state = await self.device.trust.ensure_cross_signed(None, _refuse_new_keys)
-        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
+        await sync_to_async(devices.device_fields_save)(lease=self.lease, cross_signing_state=state)
 
     async def _cross_sign(self, device: selectors.Device) -> CrossSigningKeys | None:
         """Have our device cross-signed by its owner (keys made here when the account has none).
@@ -88,8 +88,8 @@ class AccountCrypto:
         made: list[CrossSigningKeys] = []
 
         async def save(keys: CrossSigningKeys) -> None:
-            await sync_to_async(devices.device_cross_signing_keys_save)(
-                lease=self.lease, keys_json=keys.to_json()
+            await sync_to_async(devices.device_fields_save)(
+                lease=self.lease, cross_signing_keys=keys.to_json()
             )
             made.append(keys)
 
@@ -103,7 +103,7 @@ class AccountCrypto:
         except MatrixError as error:
             log.warning("cross-signing for %s deferred: %s", device.user_id, error.message)
             return None
-        await sync_to_async(devices.device_cross_signing_state_save)(lease=self.lease, state=state)
+        await sync_to_async(devices.device_fields_save)(lease=self.lease, cross_signing_state=state)
         return (stored or (made[0] if made else None)) if state == "signed" else None
 
     async def _use_key_backup(
@@ -116,8 +116,8 @@ class AccountCrypto:
             return
 
         async def save(key: BackupKey) -> None:
-            await sync_to_async(devices.device_key_backup_key_save)(
-                lease=self.lease, private_key=key.private
+            await sync_to_async(devices.device_fields_save)(
+                lease=self.lease, key_backup_key=key.private
             )
 
         stored = BackupKey(device.key_backup_key) if device.key_backup_key else None
@@ -128,8 +128,8 @@ class AccountCrypto:
         except MatrixError as error:
             log.warning("key backup for %s deferred: %s", device.user_id, error.message)
             return
-        await sync_to_async(devices.device_key_backup_version_save)(
-            lease=self.lease, version=version
+        await sync_to_async(devices.device_fields_save)(
+            lease=self.lease, key_backup_version=version
         )
 
     async def absorb(self, raw: dict, batch) -> set[str]:
