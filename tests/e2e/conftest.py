@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from nio.crypto.sas import SasState
 
 from tests.e2e.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.peer import wait_for_sas
 from webclient.embedded.processes import ProcessGroup, manage, wait_http
 from webclient.embedded.synapse import free_port
 
@@ -129,3 +131,16 @@ def open_shared_room(page, workspace: Workspace, alice, peer, name: str) -> str:
     page.wait_for_selector("#composer-body")
     peer.wait_for_member(room_id, alice.user_id)
     return room_id
+
+
+def peer_verifies_page_by_emoji(page, peer, device) -> None:
+    """The peer starts emoji verification with the page's device (`device`, as the peer knows
+    it); the person accepts on the page, both sides confirm the emoji match, both end verified."""
+    peer.call(peer.client.start_key_verification(device))
+    sas = peer.client.olm.get_active_sas(device.user_id, device.id)
+    page.click("#verification-banner button:has-text('Verify')")
+    wait_for_sas(peer, sas.transaction_id, lambda s: s.state == SasState.key_received)
+    page.wait_for_selector("#verification-banner .sas-emoji li")
+    peer.call(peer.client.confirm_short_auth_string(sas.transaction_id))
+    page.click("#verification-banner button:has-text('They match')")
+    wait_for_sas(peer, sas.transaction_id, lambda s: s.verified)

@@ -6,11 +6,10 @@ import time
 
 import pytest
 from nio import RoomPutStateResponse
-from nio.crypto.sas import SasState
 
-from tests.e2e.conftest import sign_in
-from tests.e2e.peer import SyncPeer, only_device_of, wait_for_sas
-from tests.fixtures.images import PNG
+from tests.e2e.conftest import peer_verifies_page_by_emoji, sign_in
+from tests.e2e.peer import SyncPeer, only_device_of
+from tests.fixtures.images import PNG, encrypted_png_message
 
 pytestmark = pytest.mark.e2e
 
@@ -103,14 +102,7 @@ def test_a_missing_key_comes_from_another_of_our_devices_and_the_message_appears
         # She verifies the new device from her phone (emoji); from then on each trusts the other,
         # and the key asked for again reaches a device willing to forward it.
         web_device = only_device_of(phone, alice.user_id, exclude=alice.device_id)
-        phone.call(phone.client.start_key_verification(web_device))
-        sas = phone.client.olm.get_active_sas(alice.user_id, web_device.id)
-        page.click("#verification-banner button:has-text('Verify')")
-        wait_for_sas(phone, sas.transaction_id, lambda s: s.state == SasState.key_received)
-        page.wait_for_selector("#verification-banner .sas-emoji li")
-        phone.call(phone.client.confirm_short_auth_string(sas.transaction_id))
-        page.click("#verification-banner button:has-text('They match')")
-        wait_for_sas(phone, sas.transaction_id, lambda s: s.verified)
+        peer_verifies_page_by_emoji(page, phone, web_device)
         deadline = time.monotonic() + 30
         while page.query_selector("text=sent while only your phone was here") is None:
             assert time.monotonic() < deadline, "the forwarded key never arrived"
@@ -142,12 +134,7 @@ def test_an_encrypted_image_is_shown_inline(page, workspace, matrix_user_factory
     bob.send_event(
         room_id,
         "m.room.message",
-        {
-            "msgtype": "m.image",
-            "body": "dot.png",
-            "file": {**keys, "url": uploaded.content_uri, "mimetype": "image/png"},
-            "info": {"mimetype": "image/png", "size": len(PNG)},
-        },
+        encrypted_png_message(uploaded.content_uri, keys),
     )
     page.wait_for_function(
         "() => [...document.querySelectorAll('ol.timeline img.inline-image')]"

@@ -7,7 +7,7 @@ from nio.crypto.sas import SasState
 
 from accounts.matrix.cross_signing import public_key_of, verify_signature
 from accounts.matrix.http import matrix_request
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import peer_verifies_page_by_emoji, sign_in
 from tests.e2e.peer import SyncPeer, only_device_of, wait_for_sas
 
 pytestmark = pytest.mark.e2e
@@ -121,14 +121,7 @@ def test_verifying_another_device_of_ours_cross_signs_it(
     try:
         phone._sync(0)
         web_device = only_device_of(phone, alice.user_id, exclude=alice.device_id)
-        phone.call(phone.client.start_key_verification(web_device))
-        sas = phone.client.olm.get_active_sas(alice.user_id, web_device.id)
-        page.click("#verification-banner button:has-text('Verify')")
-        wait_for_sas(phone, sas.transaction_id, lambda s: s.state == SasState.key_received)
-        page.wait_for_selector("#verification-banner .sas-emoji li")
-        phone.call(phone.client.confirm_short_auth_string(sas.transaction_id))
-        page.click("#verification-banner button:has-text('They match')")
-        wait_for_sas(phone, sas.transaction_id, lambda s: s.verified)
+        peer_verifies_page_by_emoji(page, phone, web_device)
 
         deadline = time.monotonic() + 30
         while True:

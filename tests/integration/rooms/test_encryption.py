@@ -33,7 +33,7 @@ from accounts.models import MatrixAccount
 from rooms import media, selectors, services
 from rooms.models import BackedUpRoomKey, Event, Membership, OutboxMessage, Room, TimelineEntry
 from rooms.sync.host import SyncHost
-from tests.fixtures.images import PNG
+from tests.fixtures.images import PNG, encrypted_png_message
 from tests.integration.accounts.test_secrets_at_rest import dump_database
 from tests.integration.rooms.helpers import join, signed_in_account
 
@@ -123,6 +123,26 @@ def stored(event_id: str):
     return check
 
 
+def decrypted(event_id: str):
+    """The event is stored as the message its sender wrote (decrypted)."""
+
+    def check():
+        return Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
+
+    check.__name__ = f"decrypted({event_id})"
+    return check
+
+
+def cross_signed(account: MatrixAccount):
+    """Our device's keys are published and signed by the account's self-signing key."""
+
+    def check():
+        return MatrixAccount.objects.filter(pk=account.pk, cross_signing_state="signed").first()
+
+    check.__name__ = f"cross_signed({account.mxid})"
+    return check
+
+
 def sent(txn_id: str):
     def check():
         row = OutboxMessage.objects.get(txn_id=txn_id)
@@ -161,10 +181,7 @@ async def test_messages_flow_encrypted_both_ways_and_survive_a_host_restart(
         async with running_host():
             await until(encrypted_membership(account, room_id))
             event_id = await peer_send(peer, room_id, "the launch is on Tuesday")
-            event = await until(stored(event_id))
-            event = await until(
-                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
-            )
+            event = await until(decrypted(event_id))
             assert event.raw["content"]["body"] == "the launch is on Tuesday"
             assert event.encrypted_raw["type"] == "m.room.encrypted"
             assert "ciphertext" in event.encrypted_raw["content"]
@@ -184,9 +201,7 @@ async def test_messages_flow_encrypted_both_ways_and_survive_a_host_restart(
         # A new host (a restart, or another machine) picks the crypto store up and goes on.
         async with running_host():
             later = await peer_send(peer, room_id, "after the restart")
-            event = await until(
-                lambda: Event.objects.filter(event_id=later, event_type="m.room.message").first()
-            )
+            event = await until(decrypted(later))
             assert event.raw["content"]["body"] == "after the restart"
             again = await sync_to_async(services.message_send)(
                 account_id=account.pk, room=room, body="still readable"
@@ -253,9 +268,7 @@ async def test_crypto_store_and_database_hold_no_plaintext_keys_or_tokens(
         async with running_host():
             await until(encrypted_membership(account, room_id))
             event_id = await peer_send(peer, room_id, "keys stay locked")
-            await until(
-                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
-            )
+            await until(decrypted(event_id))
         session = peer.olm.outbound_group_sessions[room_id]
         room_key = session.session_key  # what the room key message carries (base64)
         account = await sync_to_async(MatrixAccount.objects.get)(pk=account.pk)
@@ -292,12 +305,8 @@ async def test_our_device_is_cross_signed_by_its_owner(
     me = matrix_user_factory()
     account = await sync_to_async(signed_in_account)(client, me)
     observer = matrix_user_factory()
-
-    def cross_signed():
-        return MatrixAccount.objects.filter(pk=account.pk, cross_signing_state="signed").first()
-
     async with running_host():
-        account = await until(cross_signed)
+        account = await until(cross_signed(account))
     keys = await sync_to_async(keys_seen_by)(synapse.url, observer.access_token, me.user_id)
     master = keys["master_keys"][me.user_id]
     self_signing = keys["self_signing_keys"][me.user_id]
@@ -337,9 +346,7 @@ async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
         async with running_host():
             await until(encrypted_membership(account, room_id))
             event_id = await peer_send(peer, room_id, "kept in the backup")
-            await until(
-                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
-            )
+            await until(decrypted(event_id))
             backed_up = await until(
                 lambda: (
                     MatrixAccount.objects.exclude(key_backup_version="")
@@ -382,9 +389,7 @@ async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
 
         await sync_to_async(lose_the_device)()
         async with running_host():
-            event = await until(
-                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
-            )
+            event = await until(decrypted(event_id))
         assert event.raw["content"]["body"] == "kept in the backup"
     finally:
         await peer.close()
@@ -399,9 +404,7 @@ async def test_each_account_sees_only_what_its_own_device_could_decrypt(
         async with running_host():
             await until(encrypted_membership(account, room_id))
             event_id = await peer_send(peer, room_id, "before the newcomer")
-            await until(
-                lambda: Event.objects.filter(event_id=event_id, event_type="m.room.message").first()
-            )
+            await until(decrypted(event_id))
             # A colleague on the same workspace joins later; the sender never gave their device
             # the key, so they must not read it here either, though the text is in our database.
             await sync_to_async(client.logout)()
@@ -503,12 +506,7 @@ async def test_files_in_encrypted_rooms_are_encrypted_both_ways(
             sent_image = await peer.room_send(
                 room_id,
                 "m.room.message",
-                {
-                    "msgtype": "m.image",
-                    "body": "dot.png",
-                    "file": {**keys, "url": uploaded.content_uri, "mimetype": "image/png"},
-                    "info": {"mimetype": "image/png", "size": len(PNG)},
-                },
+                encrypted_png_message(uploaded.content_uri, keys),
                 ignore_unverified_devices=True,
             )
             await until(

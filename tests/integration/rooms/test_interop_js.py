@@ -11,10 +11,30 @@ from accounts.models import MatrixAccount
 from rooms import selectors, services
 from rooms.models import DeviceTrust, Event, Room, WithheldKey
 from tests.integration.rooms.helpers import signed_in_account
-from tests.integration.rooms.test_encryption import running_host, sent, until
+from tests.integration.rooms.test_encryption import (
+    cross_signed,
+    decrypted,
+    running_host,
+    sent,
+    until,
+)
 from tests.interop.js_peer import JsPeer
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def room_shared_with(js: JsPeer, account: MatrixAccount, other, name: str):
+    """Once our device is published and cross-signed, a new private (encrypted) room of ours that
+    the js user has joined: (account reloaded, room id, the js side's join answer)."""
+    account = await until(cross_signed(account))
+    room_id = await sync_to_async(services.room_create)(
+        account=account, name=name, topic="", public=False
+    )
+    await sync_to_async(services.room_invite)(
+        account=account, room_id=room_id, user_id=other.user_id
+    )
+    joined = await asyncio.to_thread(js.join, room_id)
+    return account, room_id, joined
 
 
 async def test_matrix_js_sdk_peer_exchanges_encrypted_messages_and_trusts_our_device(
@@ -28,21 +48,7 @@ async def test_matrix_js_sdk_peer_exchanges_encrypted_messages_and_trusts_our_de
         await asyncio.to_thread(js.start, synapse.url, other.user_id, other.password)
         await asyncio.to_thread(js.set_only_signed, True)
         async with running_host():
-
-            def cross_signed():
-                return MatrixAccount.objects.filter(
-                    pk=account.pk, cross_signing_state="signed"
-                ).first()
-
-            account = await until(cross_signed)
-
-            room_id = await sync_to_async(services.room_create)(
-                account=account, name="Interop", topic="", public=False
-            )
-            await sync_to_async(services.room_invite)(
-                account=account, room_id=room_id, user_id=other.user_id
-            )
-            joined = await asyncio.to_thread(js.join, room_id)
+            account, room_id, joined = await room_shared_with(js, account, other, "Interop")
             assert joined["encrypted"] is True
             # Element's check: our device is cross-signed by its owner.
             status = await asyncio.to_thread(js.device_status, me.user_id, account.device_id)
@@ -58,9 +64,7 @@ async def test_matrix_js_sdk_peer_exchanges_encrypted_messages_and_trusts_our_de
             assert seen["decrypted"] is True
 
             theirs = await asyncio.to_thread(js.send, room_id, "hello from matrix-js-sdk")
-            event = await until(
-                lambda: Event.objects.filter(event_id=theirs, event_type="m.room.message").first()
-            )
+            event = await until(decrypted(theirs))
             assert event.raw["content"]["body"] == "hello from matrix-js-sdk"
             assert event.encrypted_raw["type"] == "m.room.encrypted"
 
@@ -95,18 +99,7 @@ async def test_a_withheld_key_is_explained_in_place_of_the_message(
         # but the js user never verified us, so the key is withheld (m.unverified).
         await asyncio.to_thread(js.set_only_verified, True)
         async with running_host():
-            await until(
-                lambda: MatrixAccount.objects.filter(
-                    pk=account.pk, cross_signing_state="signed"
-                ).first()
-            )  # our device's keys are published
-            room_id = await sync_to_async(services.room_create)(
-                account=account, name="Strict", topic="", public=False
-            )
-            await sync_to_async(services.room_invite)(
-                account=account, room_id=room_id, user_id=other.user_id
-            )
-            await asyncio.to_thread(js.join, room_id)
+            account, room_id, _ = await room_shared_with(js, account, other, "Strict")
             # The js side must know our device to refuse it (else it simply never hears of it).
             status = await asyncio.to_thread(js.device_status, me.user_id, account.device_id)
             assert status["known"], status

@@ -11,6 +11,17 @@ from tests.integration.rooms.helpers import signed_in_account
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def stored_message(room_id: str, event_id: str, body: str) -> None:
+    """A text message from someone else, as ingest would have stored it."""
+    Event.objects.create(
+        event_id=event_id,
+        room=Room.objects.create(room_id=room_id),
+        sender="@bob:localhost",
+        event_type="m.room.message",
+        raw={"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}},
+    )
+
+
 def test_homeserver_previews_a_link_and_we_keep_it(
     client,
     synapse,
@@ -22,17 +33,7 @@ def test_homeserver_previews_a_link_and_we_keep_it(
         account.homeserver_url, access_token=account.access_token, url=intranet_page
     )
     assert og.get("og:title") == "Quarterly plan & budget", og
-    room = Room.objects.create(room_id="!previews:localhost")
-    Event.objects.create(
-        event_id="$with-link",
-        room=room,
-        sender="@bob:localhost",
-        event_type="m.room.message",
-        raw={
-            "type": "m.room.message",
-            "content": {"msgtype": "m.text", "body": f"see {intranet_page}."},
-        },
-    )
+    stored_message("!previews:localhost", "$with-link", f"see {intranet_page}.")
     assert previews.fetch(account_id=account.pk, event_ids=["$with-link"]) == 1
     preview = LinkPreview.objects.get(url=intranet_page)
     assert preview.title == "Quarterly plan & budget" and not preview.failed
@@ -41,16 +42,6 @@ def test_homeserver_previews_a_link_and_we_keep_it(
 
 def test_private_addresses_are_refused_by_the_homeserver(client, synapse, matrix_user_factory):
     account = signed_in_account(client, matrix_user_factory())
-    room = Room.objects.create(room_id="!private:localhost")
-    Event.objects.create(
-        event_id="$private-link",
-        room=room,
-        sender="@bob:localhost",
-        event_type="m.room.message",
-        raw={
-            "type": "m.room.message",
-            "content": {"msgtype": "m.text", "body": "http://10.1.2.3/admin"},
-        },
-    )
+    stored_message("!private:localhost", "$private-link", "http://10.1.2.3/admin")
     previews.fetch(account_id=account.pk, event_ids=["$private-link"])
     assert LinkPreview.objects.get(url="http://10.1.2.3/admin").failed
