@@ -26,6 +26,13 @@ class Workspace:
     processes: ProcessGroup
 
 
+def _broker_url(redis_url: str) -> str:
+    """A broker database eight above the channel layer's, so runs on different Redis databases
+    (parallel checkouts) never take each other's tasks."""
+    base, _, db = redis_url.rpartition("/")
+    return f"{base}/{(int(db or 0) + 8) % 16}"
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
     data_dir = tmp_path_factory.mktemp("workspace")
@@ -37,7 +44,7 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
         "DATABASE_URL": f"sqlite:///{data_dir / 'e2e.sqlite3'}",
         "REDIS_URL": redis_url,
         # A broker database and channel prefix of its own: nothing leaks between runs.
-        "CELERY_BROKER_URL": redis_url.rsplit("/", 1)[0] + "/7",
+        "CELERY_BROKER_URL": _broker_url(redis_url),
         "CHANNELS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
         "MATRIX_HOMESERVER_URL": synapse.url,
         "MATRIX_REGISTRATION_SHARED_SECRET": synapse.shared_secret,
