@@ -1,14 +1,22 @@
-"""Shared steps for room tests: sign a Matrix user in through the login page, run a sync host."""
+"""Shared steps for room tests: sign a Matrix user in through the login page, run a sync host,
+send real events and ingest a real /sync."""
 
 import asyncio
+import itertools
+import json
 import time
+import urllib.parse
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 from accounts.matrix.http import matrix_request, quote
 from accounts.models import MatrixAccount
+from rooms import services
+from rooms.sync.batch import batch_from_sync_json
 from rooms.sync.host import SyncHost
+from rooms.sync.leases import lease_claim
 
 
 def signed_in_account(client, creds) -> MatrixAccount:
@@ -46,3 +54,61 @@ async def run_host_until(condition, *, host: SyncHost | None = None, timeout: fl
         await task
         # The host's ORM work ran in asgiref's worker thread: close its connections too.
         await sync_to_async(connections.close_all)()
+
+
+# Real traffic through the homeserver, and the real ingest of what an account's /sync returns.
+FULL_TIMELINE = json.dumps({"room": {"timeline": {"limit": 500}}}, separators=(",", ":"))
+_txn = itertools.count()
+
+
+def create_room(creds, *, invite: list[str] = (), name: str = "", public: bool = True) -> str:
+    """A room created by `creds` on the homeserver (public rooms are not encrypted)."""
+    body = {"preset": "public_chat" if public else "private_chat", "invite": list(invite)}
+    if name:
+        body["name"] = name
+    return matrix_request(
+        settings.MATRIX_HOMESERVER_URL,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=creds.access_token,
+        body=body,
+    )["room_id"]
+
+
+def send_event(creds, room_id: str, content: dict, event_type: str = "m.room.message") -> str:
+    """`creds` sends one event straight to the homeserver (as another Matrix client would)."""
+    txn = f"t{time.time_ns()}-{next(_txn)}"
+    return matrix_request(
+        settings.MATRIX_HOMESERVER_URL,
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room_id)}/send/{quote(event_type)}/{txn}",
+        token=creds.access_token,
+        body=content,
+    )["event_id"]
+
+
+def text(body: str, **extra) -> dict:
+    return {"msgtype": "m.text", "body": body, **extra}
+
+
+def sync_and_ingest(account: MatrixAccount, *, since: str = "", owner: str = "test-host"):
+    """One real /sync of the account (whole timelines, up to 500 events a room), turned into a
+    batch and ingested exactly as a sync host does. Returns the batch."""
+    params = {"filter": FULL_TIMELINE, "timeout": "0", **({"since": since} if since else {})}
+    raw = matrix_request(
+        account.homeserver_url,
+        "GET",
+        f"/_matrix/client/v3/sync?{urllib.parse.urlencode(params)}",
+        token=account.access_token,
+        timeout=60,
+    )
+    batch = batch_from_sync_json(raw)
+    token = lease_claim(account_id=account.pk, owner=owner, seconds=60)
+    assert token is not None, "another host holds the account"
+    services.sync_ingest(
+        lease=services.LeaseHandle(account.pk, owner, token),
+        own_user_id=account.mxid,
+        batch=batch,
+        initial=not since,
+    )
+    return batch
