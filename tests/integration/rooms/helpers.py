@@ -12,9 +12,10 @@ from django.conf import settings
 from django.db import connections
 
 from accounts.matrix.http import matrix_request, quote
+from accounts.matrix.sync_api import SYNC_FILTER
 from accounts.models import MatrixAccount
 from rooms import services
-from rooms.sync.batch import batch_from_sync_json
+from rooms.sync.batch import SyncBatch, batch_from_sync_json
 from rooms.sync.host import SyncHost
 from rooms.sync.leases import lease_claim
 
@@ -57,7 +58,13 @@ async def run_host_until(condition, *, host: SyncHost | None = None, timeout: fl
 
 
 # Real traffic through the homeserver, and the real ingest of what an account's /sync returns.
-FULL_TIMELINE = json.dumps({"room": {"timeline": {"limit": 500}}}, separators=(",", ":"))
+FULL_TIMELINE = json.dumps(
+    {
+        **json.loads(SYNC_FILTER),
+        "room": {**json.loads(SYNC_FILTER)["room"], "timeline": {"limit": 500}},
+    },
+    separators=(",", ":"),
+)
 _txn = itertools.count()
 
 
@@ -91,9 +98,15 @@ def text(body: str, **extra) -> dict:
     return {"msgtype": "m.text", "body": body, **extra}
 
 
-def sync_and_ingest(account: MatrixAccount, *, since: str = "", owner: str = "test-host"):
-    """One real /sync of the account (whole timelines, up to 500 events a room), turned into a
-    batch and ingested exactly as a sync host does. Returns the batch."""
+def as_user(creds, method: str, path: str, body: dict | None = None) -> dict:
+    """One client-server API call made by `creds` (another Matrix client, not our workspace)."""
+    return matrix_request(
+        settings.MATRIX_HOMESERVER_URL, method, path, token=creds.access_token, body=body
+    )
+
+
+def fetch_sync(account: MatrixAccount, *, since: str = "") -> SyncBatch:
+    """One real /sync of the account (whole timelines, up to 500 events a room) as a batch."""
     params = {"filter": FULL_TIMELINE, "timeout": "0", **({"since": since} if since else {})}
     raw = matrix_request(
         account.homeserver_url,
@@ -102,13 +115,19 @@ def sync_and_ingest(account: MatrixAccount, *, since: str = "", owner: str = "te
         token=account.access_token,
         timeout=60,
     )
-    batch = batch_from_sync_json(raw)
+    return batch_from_sync_json(raw)
+
+
+def claim_lease(account: MatrixAccount, owner: str = "test-host") -> services.LeaseHandle:
     token = lease_claim(account_id=account.pk, owner=owner, seconds=60)
     assert token is not None, "another host holds the account"
+    return services.LeaseHandle(account.pk, owner, token)
+
+
+def sync_and_ingest(account: MatrixAccount, *, since: str = "") -> SyncBatch:
+    """A real /sync of the account, ingested exactly as a sync host does. Returns the batch."""
+    batch = fetch_sync(account, since=since)
     services.sync_ingest(
-        lease=services.LeaseHandle(account.pk, owner, token),
-        own_user_id=account.mxid,
-        batch=batch,
-        initial=not since,
+        lease=claim_lease(account), own_user_id=account.mxid, batch=batch, initial=not since
     )
     return batch

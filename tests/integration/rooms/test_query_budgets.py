@@ -1,0 +1,114 @@
+"""Query budgets: the room page and the ingest of one message cost a fixed number of queries,
+whatever the room holds. The rooms are real: built on the homeserver by two people (messages,
+reactions, replies, edits, a thread, a deletion, a link, read receipts) and ingested from a real
+/sync, as a sync host does.
+
+The budgets are the counts measured when they were set; a change that needs more queries raises
+them here, on purpose and in review."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.matrix.http import quote
+from rooms import previews, services
+from tests.integration.rooms.helpers import (
+    as_user,
+    claim_lease,
+    create_room,
+    fetch_sync,
+    send_event,
+    signed_in_account,
+    sync_and_ingest,
+    text,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOM_PAGE_BUDGET = 27
+INGEST_ONE_MESSAGE_BUDGET = 27
+
+
+def busy_room(alice, bob, *, messages: int, name: str) -> str:
+    """A room where Bob and Alice talk the way people do: every kind of relation the page folds
+    into its messages, spread over the whole history."""
+    room_id = create_room(bob, invite=[alice.user_id], name=name)
+    as_user(alice, "POST", f"/_matrix/client/v3/join/{quote(room_id)}", {})
+    sent: list[str] = []
+    for n in range(messages):
+        author = alice if n % 3 == 0 else bob
+        content = text(f"{name} message {n}")
+        if n % 7 == 6:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": sent[-1]}}
+        if n == messages // 2:
+            content = text(f"{name} plan at https://intranet.invalid/plan-{n}")
+        sent.append(send_event(author, room_id, content))
+        if n % 5 == 4:
+            for who, key in ((alice, "👍"), (bob, "🎉")):
+                send_event(who, room_id, _reaction(sent[-1], key), "m.reaction")
+        if n % 10 == 8:
+            edit = text(f"* {name} message {n}, corrected")
+            edit["m.new_content"] = text(f"{name} message {n}, corrected")
+            edit["m.relates_to"] = {"rel_type": "m.replace", "event_id": sent[-1]}
+            send_event(author, room_id, edit)
+    root = sent[-4]
+    for n in range(3):
+        reply = text(f"{name} thread reply {n}")
+        reply["m.relates_to"] = {"rel_type": "m.thread", "event_id": root}
+        send_event(alice if n % 2 else bob, room_id, reply)
+    redact = f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(sent[-3])}/r-{name}"
+    as_user(bob, "PUT", redact, {})  # Bob takes back one of his own messages
+    for who, seen in ((bob, sent[-2]), (alice, sent[-1])):
+        receipt = f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(seen)}"
+        as_user(who, "POST", receipt, {})
+    return room_id
+
+
+def _reaction(event_id: str, key: str) -> dict:
+    return {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+
+
+@pytest.fixture(autouse=True)
+def _no_preview_tasks(monkeypatch, synapse):
+    """Ingest queues link previews for the worker; no worker here, and none is needed."""
+    monkeypatch.setattr(previews, "_enqueue", lambda account_id, event_ids: None)
+
+
+def page_queries(client, room_id: str) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/rooms/{room_id}/")
+    assert response.status_code == 200
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def test_the_room_page_costs_the_same_at_20_and_at_50_messages(client, matrix_user_factory):
+    alice, bob = matrix_user_factory(), matrix_user_factory()
+    account = signed_in_account(client, alice)
+    small = busy_room(alice, bob, messages=20, name="small")
+    large = busy_room(alice, bob, messages=50, name="large")
+    sync_and_ingest(account)
+
+    page = client.get(f"/rooms/{large}/").content.decode()
+    assert page.count('class="reaction') >= 5 and "corrected" in page and "3 replies" in page
+    small_queries = page_queries(client, small)
+    large_queries = page_queries(client, large)
+    assert len(large_queries) == len(small_queries), "\n".join(large_queries)
+    assert len(large_queries) <= ROOM_PAGE_BUDGET, "\n".join(large_queries)
+
+
+def test_ingesting_one_message_costs_a_fixed_few_queries(client, matrix_user_factory):
+    alice, bob = matrix_user_factory(), matrix_user_factory()
+    account = signed_in_account(client, alice)
+    room_id = busy_room(alice, bob, messages=10, name="ingest")
+    since = sync_and_ingest(account).next_batch
+    send_event(bob, room_id, text("one more thing"))
+
+    batch = fetch_sync(account, since=since)
+    assert [e["content"].get("body") for room in batch.joined for e in room.timeline] == [
+        "one more thing"
+    ]
+    lease = claim_lease(account)
+    with CaptureQueriesContext(connection) as queries:  # the push to open pages included
+        services.sync_ingest(lease=lease, own_user_id=account.mxid, batch=batch)
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert len(sql) <= INGEST_ONE_MESSAGE_BUDGET, "\n".join(sql)
