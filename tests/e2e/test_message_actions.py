@@ -47,7 +47,9 @@ def test_peer_reactions_edits_and_deletions_show_live(
     )
     message(page, "The deploy is at 5").locator(".reaction:has-text('🚀 1')").wait_for()
 
-    # Carol cannot edit Bob's message; Bob can.
+    # Carol cannot edit Bob's message. Her forgery must be judged on its own, before Bob's own
+    # edit would replace whatever it did: the message Carol sends after it is shown only once
+    # the page has had the forgery too (one room's updates arrive in order).
     carol.send_event(
         room_id,
         "m.room.message",
@@ -58,6 +60,13 @@ def test_peer_reactions_edits_and_deletions_show_live(
             "m.relates_to": {"rel_type": "m.replace", "event_id": original},
         },
     )
+    carol.send(room_id, "Carol is here too")
+    page.wait_for_selector("ol.timeline >> text=Carol is here too")
+    untouched = message(page, "The deploy is at 5")
+    assert untouched.count() == 1 and untouched.locator(".edited").count() == 0
+    assert page.locator("ol.timeline >> text=forged").count() == 0
+
+    # Bob can.
     bob.send_event(
         room_id,
         "m.room.message",
@@ -70,7 +79,6 @@ def test_peer_reactions_edits_and_deletions_show_live(
     )
     edited = message(page, "The deploy is at 6")
     edited.locator(".edited").wait_for()
-    assert page.locator("ol.timeline >> text=forged").count() == 0
     assert edited.locator(".reaction").inner_text().startswith("🚀")
 
     doomed = bob.send(room_id, "oops, wrong room")

@@ -1,5 +1,7 @@
 """Spaces list their rooms; a replaced (upgraded) room points to its successor, in Chromium."""
 
+import time
+
 import pytest
 from nio import RoomCreateResponse, RoomPreset
 
@@ -13,6 +15,16 @@ def create(bob: SyncPeer, **kwargs) -> str:
     response = bob.call(bob.client.room_create(**kwargs))
     assert isinstance(response, RoomCreateResponse), response
     return response.room_id
+
+
+def reload_until(page, selector: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        page.reload()
+        if page.locator(selector).count():
+            return
+        assert time.monotonic() < deadline, f"{selector} never appeared"
+        page.wait_for_timeout(250)
 
 
 def test_space_lists_its_rooms_and_joins_one(page, workspace, matrix_user_factory, bob):
@@ -66,9 +78,8 @@ def test_replaced_room_leads_to_its_successor(page, workspace, matrix_user_facto
             old, "m.room.tombstone", {"body": "We moved", "replacement_room": new}
         )
     )
-    page.wait_for_timeout(1500)
-    page.reload()
-    page.wait_for_selector(".notice:has-text('This room has been replaced: We moved')")
+    # The header is rendered with the page: reload until the synced tombstone shows in it.
+    reload_until(page, ".notice:has-text('This room has been replaced: We moved')")
     page.click("button:has-text('Join the new room')")
     page.wait_for_selector("h1:has-text('New project room')", timeout=30_000)
     bob.wait_for_member(new, alice.user_id)
