@@ -89,6 +89,16 @@ AUTHENTICATION_BACKENDS = [
     "accounts.backends.MatrixPasswordBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Every password an admin or a person sets is checked here before it reaches the homeserver.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": int(os.environ.get("WEBCLIENT_PASSWORD_MIN_LENGTH", "10"))},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "rooms:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
