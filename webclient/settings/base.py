@@ -4,10 +4,12 @@ Everything that differs between a laptop and production comes from environment v
 embedded run and a real deployment run the same code with different addresses.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(os.environ.get("WEBCLIENT_DATA_DIR", BASE_DIR / "data")).resolve()
@@ -39,7 +41,19 @@ INSTALLED_APPS = [
     "rooms",
 ]
 
+# Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+# Empty: nobody's are, and the direct peer is the client (webclient/proxies.py).
+TRUSTED_PROXIES = env_list("WEBCLIENT_TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WEBCLIENT_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network."
+        ) from None
+
 MIDDLEWARE = [
+    "webclient.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
