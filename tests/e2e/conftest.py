@@ -53,6 +53,9 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
         "KEY_REQUEST_RETRY_SECONDS": "4",
         "SYNC_TIMEOUT_MS": "5000",  # idle loops come round often enough to ask for keys again
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Every browser signs in from 127.0.0.1: one test's wrong passwords must not lock the next
+        # test's people out (each test has its own people, so the per-person limit stays real).
+        "WEBCLIENT_SIGN_IN_FAILURES_PER_ADDRESS": "10000",
     }
     group = ProcessGroup(cwd=ROOT, env=env, log_dir=data_dir / "logs")
     group.run(*manage("migrate", "-v0"))

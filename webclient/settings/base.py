@@ -6,6 +6,7 @@ embedded run and a real deployment run the same code with different addresses.
 
 import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "axes",
     "webclient",
     "accounts",
     "rooms",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a lockout on any login form (ours, the admin's) into the sign-in page saying so.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webclient.urls"
@@ -100,6 +104,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out name or address before the homeserver is asked.
+    "axes.backends.AxesStandaloneBackend",
     "accounts.backends.MatrixPasswordBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -113,6 +119,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in throttling (accounts/throttling.py, django-axes): failed sign-ins allowed per person and
+# per client address (see TRUSTED_PROXIES) within the lockout window, before sign-in is refused
+# without asking the homeserver. An admin can unlock early under Axes -> Access attempts.
+SIGN_IN_FAILURES_PER_USER = int(os.environ.get("WEBCLIENT_SIGN_IN_FAILURES_PER_USER", "5"))
+SIGN_IN_FAILURES_PER_ADDRESS = int(os.environ.get("WEBCLIENT_SIGN_IN_FAILURES_PER_ADDRESS", "30"))
+AXES_COOLOFF_TIME = timedelta(
+    minutes=float(os.environ.get("WEBCLIENT_SIGN_IN_LOCKOUT_MINUTES", "15"))
+)
+AXES_HANDLER = "accounts.throttling.SignInThrottle"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # the order SignInThrottle.is_locked reads
+AXES_FAILURE_LIMIT = SIGN_IN_FAILURES_PER_USER  # axes' own flag; SignInThrottle applies both limits
+AXES_USERNAME_CALLABLE = "accounts.throttling.throttle_username"
+AXES_CLIENT_IP_CALLABLE = "webclient.proxies.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.throttling.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # SignInThrottle clears the person's count, never the address's
+AXES_VERBOSE = False
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "rooms:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -192,5 +214,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # every sign-in at INFO otherwise; lockouts stay visible
+    },
 }
