@@ -1,7 +1,9 @@
 """The whole workspace as production runs it (daphne, Celery sync + default workers, beat) against
 the session's Synapse and Redis, and a headless Debian Chromium driven by Playwright."""
 
+import functools
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,6 +95,7 @@ def page(browser):
         "pageerror", lambda error: errors.append(f"{error.name}: {error.message} {error.stack}")
     )
     page.errors = errors
+    page.wait_for_function = functools.partial(wait_for_js, page)
     yield page
     context.close()
 
@@ -102,6 +105,18 @@ def artifacts() -> Path:
     path = Path(getattr(settings, "TEST_ARTIFACTS", ROOT / "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def wait_for_js(page, expression: str, *, timeout: float = 30_000) -> None:
+    """Wait until `expression` (a JavaScript function's source) is truthy in the page.
+
+    Playwright's own wait_for_function compiles the predicate with eval inside the page, which our
+    Content-Security-Policy refuses; page.evaluate is not subject to it, so poll with that."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:.0f} s: {expression}")
+        page.wait_for_timeout(50)
 
 
 def sign_in(page, workspace: Workspace, creds) -> None:
