@@ -6,8 +6,8 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from django.core.exceptions import ValidationError
 
-from accounts import services
-from accounts.matrix.errors import InvalidUsername, MatrixError, UsernameTaken
+from accounts import services, throttling
+from accounts.matrix.errors import InvalidCredentials, InvalidUsername, MatrixError, UsernameTaken
 
 
 class SignInForm(forms.Form):
@@ -21,17 +21,30 @@ class SignInForm(forms.Form):
         strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
 
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
     def clean(self):
         cleaned = super().clean()
         if self.errors:
             return cleaned
+        username = cleaned["username"]
+        # Throttled before the homeserver hears of it: a locked-out name or address costs it nothing.
+        if throttling.sign_in_locked(self.request, username):
+            raise ValidationError(throttling.lockout_message(), code="locked")
         try:
-            self.user = services.account_sign_in(
-                username=cleaned["username"], password=cleaned["password"]
-            )
-        except MatrixError as error:
+            self.user = services.account_sign_in(username=username, password=cleaned["password"])
+        except InvalidCredentials as error:
+            throttling.sign_in_failed(self.request, username)
+            raise ValidationError(error.message, code=error.errcode or "matrix") from None
+        except MatrixError as error:  # the homeserver down or busy: not the person's guess
             raise ValidationError(error.message, code=error.errcode or "matrix") from None
         return cleaned
+
+    @property
+    def locked_out(self) -> bool:
+        return self.has_error(forms.forms.NON_FIELD_ERRORS, code="locked")
 
 
 class MatrixUserCreationForm(UserCreationForm):

@@ -15,14 +15,16 @@ from accounts.forms import SignInForm
 def sign_in(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("rooms:home")
-    form = SignInForm(request.POST or None)
+    form = SignInForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         login(request, form.user, backend="accounts.backends.MatrixPasswordBackend")
         target = request.GET.get("next", "")
         if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
             target = ""
         return redirect(target or "rooms:home")
-    status = 400 if request.method == "POST" else 200
+    status = 200
+    if request.method == "POST":
+        status = 429 if form.locked_out else 400
     return render(request, "accounts/login.html", {"form": form}, status=status)
 
 

@@ -55,7 +55,7 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {
     "span": {"data-mx-bg-color", "data-mx-color", "data-mx-spoiler", "data-mx-maths"},
     "font": {"data-mx-bg-color", "data-mx-color", "color"},
-    "a": {"href", "target"},
+    "a": {"href"},  # every link gets target="_blank" below, whatever it asked for
     "img": {"width", "height", "alt", "title", "src"},
     "ol": {"start"},
     "code": {"class"},
@@ -63,14 +63,22 @@ ALLOWED_ATTRIBUTES = {
 }
 # Removed with everything inside: a reply fallback repeats the quoted message.
 DROPPED_WITH_CONTENT = {"script", "style", "mx-reply", "template", "noscript", "iframe", "object"}
-LINK_SCHEMES = {"https", "http", "ftp", "mailto", "magnet"}
+# Links: only absolute http(s) (matrix.to included) and mailto. A relative or protocol-relative
+# href ("//evil.invalid/x") would open inside the workspace's own origin and tab, so it is dropped.
+LINK_SCHEMES = {"https", "http", "mailto"}
+_LINK = re.compile(
+    r"https?://(?:[^\s/?#@:\\\[\]]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?(?:[/?#][^\s\\]*)?"
+    r"|mailto:[^\s/\\][^\s]*",
+    re.IGNORECASE,
+)
 MAX_REPARSES = 4
 MAX_NESTING = 100
-_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_CODE_CLASS = re.compile(r"^language-[A-Za-z0-9_+-]{1,32}$")
-_PROXIED_MEDIA = re.compile(r"^/media/avatar/(?P<server_name>[^/?#]+)/(?P<media_id>[^/?#]+)$")
-_LIST_START = re.compile(r"^-?[0-9]{1,9}$")
-_DIMENSION = re.compile(r"^[0-9]{1,4}$")
+# Every attribute pattern is used with fullmatch: "$" would let a trailing newline through.
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+_CODE_CLASS = re.compile(r"language-[A-Za-z0-9_+-]{1,32}")
+_PROXIED_MEDIA = re.compile(r"/media/avatar/(?P<server_name>[^/?#]+)/(?P<media_id>[^/?#]+)")
+_LIST_START = re.compile(r"-?[0-9]{1,9}")
+_DIMENSION = re.compile(r"[0-9]{1,4}")
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
     "strikethrough"
@@ -79,26 +87,24 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks":
 
 def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     if attribute in ("data-mx-color", "data-mx-bg-color", "color"):
-        return value if _COLOUR.match(value) else None
+        return value if _COLOUR.fullmatch(value) else None
     if tag == "code" and attribute == "class":
-        return value if _CODE_CLASS.match(value) else None
+        return value if _CODE_CLASS.fullmatch(value) else None
     if tag == "img" and attribute == "src":
         return _media_url(value)
     if tag == "img" and attribute in ("width", "height"):
-        return value if _DIMENSION.match(value) else None
-    if tag == "a" and attribute == "href" and value.lower().startswith("mxc:"):
-        return None
+        return value if _DIMENSION.fullmatch(value) else None
+    if tag == "a" and attribute == "href":
+        return value if _LINK.fullmatch(value) else None  # the link's text stays
     if tag == "ol" and attribute == "start":
-        return value if _LIST_START.match(value) else None
-    if tag == "a" and attribute == "target":
-        return "_blank" if value == "_blank" else None  # never a named or scripted context
+        return value if _LIST_START.fullmatch(value) else None
     return value
 
 
 def _media_url(value: str) -> str | None:
     """Inline images only from Matrix media, through our authenticated proxy; never remote URLs.
     A source that already points at the proxy (cleaned before) is read back as the mxc it was."""
-    proxied = _PROXIED_MEDIA.match(value)
+    proxied = _PROXIED_MEDIA.fullmatch(value)
     if proxied is not None:
         value = f"mxc://{proxied['server_name']}/{proxied['media_id']}"
     parsed = parse_mxc(value)
@@ -160,6 +166,7 @@ def _clean_once(html: str) -> str:
         url_schemes=LINK_SCHEMES | {"mxc"},
         attribute_filter=_attribute_filter,
         link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
         strip_comments=True,
     )
 

@@ -196,3 +196,28 @@
     }
   });
 })();
+
+// Content-Security-Policy: no inline script and no eval, so behaviour that used to sit in hx-on and
+// hx-vals="js:..." attributes lives here, as delegated listeners keyed by data attributes.
+(function () {
+  "use strict";
+
+  // data-reset-on-success: the form empties after its own request succeeded (not after a request
+  // of an element inside it, like the composer's typing notice). data-close-on-success: the
+  // <details> around the form closes.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const form = event.detail.elt;
+    if (!event.detail.successful || !(form instanceof HTMLFormElement)) return;
+    if (form.hasAttribute("data-reset-on-success")) form.reset();
+    if (form.hasAttribute("data-close-on-success")) {
+      const details = form.closest("details");
+      if (details) details.open = false;
+    }
+  });
+
+  // data-current-room: the room list's refresh says which room the page shows, to highlight it.
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt.hasAttribute("data-current-room")) return;
+    event.detail.parameters["current"] = document.body.dataset.roomId || "";
+  });
+})();

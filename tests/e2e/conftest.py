@@ -1,7 +1,9 @@
 """The whole workspace as production runs it (daphne, Celery sync + default workers, beat) against
 the session's Synapse and Redis, and a headless Debian Chromium driven by Playwright."""
 
+import functools
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +55,9 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
         "KEY_REQUEST_RETRY_SECONDS": "4",
         "SYNC_TIMEOUT_MS": "5000",  # idle loops come round often enough to ask for keys again
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # Every browser signs in from 127.0.0.1: one test's wrong passwords must not lock the next
+        # test's people out (each test has its own people, so the per-person limit stays real).
+        "WEBCLIENT_SIGN_IN_FAILURES_PER_ADDRESS": "10000",
     }
     group = ProcessGroup(cwd=ROOT, env=env, log_dir=data_dir / "logs")
     group.run(*manage("migrate", "-v0"))
@@ -90,6 +95,7 @@ def page(browser):
         "pageerror", lambda error: errors.append(f"{error.name}: {error.message} {error.stack}")
     )
     page.errors = errors
+    page.wait_for_function = functools.partial(wait_for_js, page)
     yield page
     context.close()
 
@@ -99,6 +105,18 @@ def artifacts() -> Path:
     path = Path(getattr(settings, "TEST_ARTIFACTS", ROOT / "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def wait_for_js(page, expression: str, *, timeout: float = 30_000) -> None:
+    """Wait until `expression` (a JavaScript function's source) is truthy in the page.
+
+    Playwright's own wait_for_function compiles the predicate with eval inside the page, which our
+    Content-Security-Policy refuses; page.evaluate is not subject to it, so poll with that."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:.0f} s: {expression}")
+        page.wait_for_timeout(50)
 
 
 def sign_in(page, workspace: Workspace, creds) -> None:

@@ -41,3 +41,38 @@ def test_missing_master_key_stops_the_start():
     result = manage("check", env=env)
     assert result.returncode != 0
     assert "WEBCLIENT_SECRET_KEYS" in result.stderr
+
+
+def production_setting(expression: str, **env: str) -> str:
+    result = manage(
+        "shell",
+        "-c",
+        f"from django.conf import settings; print({expression})",
+        env={**PRODUCTION_ENV, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_hsts_subdomains_and_preload_are_opt_in():
+    flags = "(settings.SECURE_HSTS_INCLUDE_SUBDOMAINS, settings.SECURE_HSTS_PRELOAD)"
+    assert production_setting(flags) == "(False, False)"
+    chosen = production_setting(flags, DJANGO_HSTS_INCLUDE_SUBDOMAINS="1", DJANGO_HSTS_PRELOAD="1")
+    assert chosen == "(True, True)"
+    opted_in = {**PRODUCTION_ENV, "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1", "DJANGO_HSTS_PRELOAD": "1"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=opted_in)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_forwarded_proto_is_read_only_when_proxies_are_configured():
+    assert production_setting("settings.SECURE_PROXY_SSL_HEADER") == "None"
+    header = production_setting(
+        "settings.SECURE_PROXY_SSL_HEADER", WEBCLIENT_TRUSTED_PROXIES="10.0.0.5, 10.1.0.0/16"
+    )
+    assert header == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+def test_a_malformed_proxy_address_stops_the_start():
+    result = manage("check", env={**PRODUCTION_ENV, "WEBCLIENT_TRUSTED_PROXIES": "10.0.0.300"})
+    assert result.returncode != 0
+    assert "WEBCLIENT_TRUSTED_PROXIES" in result.stderr

@@ -4,10 +4,14 @@ Everything that differs between a laptop and production comes from environment v
 embedded run and a real deployment run the same code with different addresses.
 """
 
+import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(os.environ.get("WEBCLIENT_DATA_DIR", BASE_DIR / "data")).resolve()
@@ -34,13 +38,27 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "axes",
     "webclient",
     "accounts",
     "rooms",
 ]
 
+# Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+# Empty: nobody's are, and the direct peer is the client (webclient/proxies.py).
+TRUSTED_PROXIES = env_list("WEBCLIENT_TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WEBCLIENT_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network."
+        ) from None
+
 MIDDLEWARE = [
+    "webclient.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -49,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a lockout on any login form (ours, the admin's) into the sign-in page saying so.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webclient.urls"
@@ -86,9 +106,37 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out name or address before the homeserver is asked.
+    "axes.backends.AxesStandaloneBackend",
     "accounts.backends.MatrixPasswordBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Every password an admin or a person sets is checked here before it reaches the homeserver.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": int(os.environ.get("WEBCLIENT_PASSWORD_MIN_LENGTH", "10"))},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Sign-in throttling (accounts/throttling.py, django-axes): failed sign-ins allowed per person and
+# per client address (see TRUSTED_PROXIES) within the lockout window, before sign-in is refused
+# without asking the homeserver. An admin can unlock early under Axes -> Access attempts.
+SIGN_IN_FAILURES_PER_USER = int(os.environ.get("WEBCLIENT_SIGN_IN_FAILURES_PER_USER", "5"))
+SIGN_IN_FAILURES_PER_ADDRESS = int(os.environ.get("WEBCLIENT_SIGN_IN_FAILURES_PER_ADDRESS", "30"))
+AXES_COOLOFF_TIME = timedelta(
+    minutes=float(os.environ.get("WEBCLIENT_SIGN_IN_LOCKOUT_MINUTES", "15"))
+)
+AXES_HANDLER = "accounts.throttling.SignInThrottle"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # the order SignInThrottle.is_locked reads
+AXES_FAILURE_LIMIT = SIGN_IN_FAILURES_PER_USER  # axes' own flag; SignInThrottle applies both limits
+AXES_USERNAME_CALLABLE = "accounts.throttling.throttle_username"
+AXES_CLIENT_IP_CALLABLE = "webclient.proxies.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.throttling.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # SignInThrottle clears the person's count, never the address's
+AXES_VERBOSE = False
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "rooms:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -161,6 +209,21 @@ CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy on every response: scripts and styles only from our own static files (no
+# inline script, no eval: htmx is told so in base.html, and our behaviour lives in app.js), images
+# from our own media proxy, requests and the websocket back to us only. Message HTML is sanitized as
+# well; this is the second lock on the same door.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 LOGGING = {
     "version": 1,
@@ -168,5 +231,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # every sign-in at INFO otherwise; lockouts stay visible
+    },
 }

@@ -27,11 +27,21 @@ def elements(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
     return parser.found
 
 
+# What a link may point at once sanitized: absolute http(s) with a host, or mailto; no whitespace.
+SAFE_HREF = re.compile(r"(?:https?://[^\s/?#@\\]+(?:[/?#][^\s\\]*)?|mailto:\S+)", re.IGNORECASE)
+
+
 def assert_inside_allowlist(html: str) -> None:
     for tag, attrs in elements(html):
+        if tag == "a":
+            # Every link opens in a new context that cannot reach back into the workspace.
+            assert ("target", "_blank") in attrs, html
+            assert ("rel", "noopener noreferrer") in attrs, html
         assert tag in ALLOWED_TAGS, (tag, html)
         for name, value in attrs:
-            allowed = ALLOWED_ATTRIBUTES.get(tag, set()) | ({"rel"} if tag == "a" else set())
+            allowed = ALLOWED_ATTRIBUTES.get(tag, set()) | (
+                {"rel", "target"} if tag == "a" else set()
+            )
             assert name in allowed, (tag, name, html)
             assert not name.startswith(("on", "hx-", "data-hx")), html
             lowered = (value or "").strip().lower()
@@ -40,6 +50,10 @@ def assert_inside_allowlist(html: str) -> None:
                 assert value.startswith("/media/"), html
             if name in ("color", "data-mx-color", "data-mx-bg-color"):
                 assert re.fullmatch(r"#[0-9a-fA-F]{6}", value or ""), html
+            if tag == "a" and name == "href":
+                assert SAFE_HREF.fullmatch(value or ""), html
+            if name in ("start", "width", "height"):
+                assert re.fullmatch(r"-?[0-9]+", value or ""), html
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -121,6 +135,13 @@ html_fragments = st.recursive(
                     "_blank",
                     'x" onclick="alert(1)',
                     "",
+                    "//evil.invalid/x",
+                    "/relative",
+                    "https://a.b/\n",
+                    "#ff00ff\n",
+                    "1\n",
+                    "mailto:a@b.c",
+                    "ftp://a.b/",
                 ]
             ),
             inner,
@@ -149,7 +170,65 @@ def test_list_start_is_only_ever_a_number():
 
 def test_link_target_is_only_ever_blank():
     # Found by Hypothesis: a scripted "target" must not survive.
-    assert "target" not in sanitize_html(
-        '<a href="https://x.org" target="javascript:alert(1)">x</a>'
+    assert sanitize_html('<a href="https://x.org" target="javascript:alert(1)">x</a>') == (
+        '<a href="https://x.org" target="_blank" rel="noopener noreferrer">x</a>'
     )
-    assert 'target="_blank"' in sanitize_html('<a href="https://x.org" target="_blank">x</a>')
+    assert 'target="_blank"' in sanitize_html('<a href="https://x.org">x</a>')
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "https://example.org/page?q=1#top",
+        "http://example.org",
+        "HTTPS://Example.org:8443/x",
+        "https://matrix.to/#/@alice:example.org",
+        "mailto:alice@example.org",
+    ],
+)
+def test_absolute_web_mail_and_matrix_to_links_open_in_a_new_tab(href):
+    assert sanitize_html(f'<a href="{href}">text</a>') == (
+        f'<a href="{href}" target="_blank" rel="noopener noreferrer">text</a>'
+    )
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "//evil.invalid/x",  # protocol-relative: would leave with our page's scheme, in our tab
+        "/rooms/!x:hs/leave",  # relative: a request inside the workspace
+        "rooms/elsewhere",
+        "?next=//evil.invalid",
+        "#ev-1",
+        "https:evil.invalid",
+        "https:///evil.invalid",
+        "https://good.example\\@evil.invalid",
+        "https://user@evil.invalid/",
+        "https://example.org\n",  # a trailing newline must not pass an anchored check
+        " https://example.org",
+        "ftp://example.org/file",
+        "magnet:?xt=urn:btih:abc",
+        "mxc://hs.example/abc",
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "mailto:",
+    ],
+)
+def test_other_links_lose_their_href_but_keep_their_text(href):
+    clean = sanitize_html(f'<a href="{href}">keep me</a>')
+    assert clean == '<a target="_blank" rel="noopener noreferrer">keep me</a>'
+
+
+@pytest.mark.parametrize(
+    ("fragment", "attribute"),
+    [
+        ('<font color="#ff00ff\n">x</font>', "color"),
+        ('<span data-mx-color="#ff00ff\n">x</span>', "data-mx-color"),
+        ('<code class="language-py\n">x</code>', "class"),
+        ('<ol start="3\n"><li>x</li></ol>', "start"),
+        ('<img src="mxc://hs.example/abc" width="10\n">', "width"),
+        ('<img src="/media/avatar/hs.example/abc\n">', "src"),
+    ],
+)
+def test_attribute_checks_are_anchored_so_a_trailing_newline_fails(fragment, attribute):
+    assert f"{attribute}=" not in sanitize_html(fragment)
