@@ -82,6 +82,8 @@ class Person:
         ):
             response = await browser.get(path)
             body = b""
+            if response.status_code == 200 and path.startswith("/media/file/"):
+                assert response.is_async, "a sync iterator is read whole under ASGI"
             if response.status_code == 200:
                 body = (
                     b"".join([chunk async for chunk in response.streaming_content])
