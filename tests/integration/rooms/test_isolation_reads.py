@@ -384,3 +384,33 @@ def test_the_migration_indexes_media_stored_before_it():
         MediaReference.objects.values_list("server_name", "media_id", "event_id", "state_id")
     )
     assert after == before and {m for _, m, _, _ in after} == set(PRIVATE)
+
+
+def test_an_invite_shows_its_own_stripped_state_not_the_rooms_current_state():
+    member_client, member_account = person("member")
+    invitee_client, invitee = person("invitee")
+    room = joined(member_account)
+    Membership.objects.create(account=invitee, room=room, membership="invite")
+    ingest(
+        member_account,
+        {
+            "event_id": "$create",
+            "type": "m.room.create",
+            "state_key": "",
+            "sender": GHOST,
+            "origin_server_ts": 1,
+            "content": {"room_version": "12"},
+        },
+        {
+            "event_id": "$tombstone",
+            "type": "m.room.tombstone",
+            "state_key": "",
+            "sender": GHOST,
+            "origin_server_ts": 2,
+            "content": {"body": "MARK-tombstone-reason", "replacement_room": "!new:hs"},
+        },
+    )
+    assert "MARK-tombstone-reason" in member_client.get(f"/rooms/{ROOM}/").content.decode()
+    page = invitee_client.get(f"/rooms/{ROOM}/").content.decode()
+    assert "invited you" in page
+    assert "MARK-tombstone-reason" not in page
