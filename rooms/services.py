@@ -12,7 +12,7 @@ from django.db import transaction
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import media_index, notify, previews
+from rooms import media_index, notify, previews, redactions
 from rooms.models import (
     Event,
     Membership,
@@ -202,6 +202,7 @@ def _store_events(
             "event_id", "id"
         )
     )
+    redactions.apply_server_redactions(events, stored)
     media_index.index_events(events, stored)
     if envelopes:
         # Stored earlier still encrypted (by another account, or history fetched by a page).

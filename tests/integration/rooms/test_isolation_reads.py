@@ -414,3 +414,25 @@ def test_an_invite_shows_its_own_stripped_state_not_the_rooms_current_state():
     page = invitee_client.get(f"/rooms/{ROOM}/").content.decode()
     assert "invited you" in page
     assert "MARK-tombstone-reason" not in page
+
+
+def test_a_message_the_server_already_redacted_never_shows_an_earlier_fuller_copy():
+    colleague_client, colleague = person("colleague")
+    viewer_client, viewer = person("viewer")
+    joined(colleague), joined(viewer)
+    full = message(
+        "$deleted", GHOST, "MARK-deleted-later.pdf", msgtype="m.file", url="mxc://hs/deletedfile"
+    )
+    ingest(colleague, full)
+    assert allowed(colleague, "deletedfile")
+    assert "MARK-deleted-later" in pages(colleague_client)  # received before the deletion
+    # The viewer joined after the deletion: the homeserver gives it the event already redacted.
+    redacted = {
+        **{k: full[k] for k in ("event_id", "type", "sender", "origin_server_ts")},
+        "content": {},
+        "unsigned": {"redacted_because": {"type": "m.room.redaction", "sender": GHOST}},
+    }
+    ingest(viewer, redacted)
+    page = pages(viewer_client)
+    assert "MARK-deleted-later" not in page and "Message deleted" in page
+    assert not allowed(viewer, "deletedfile") and not allowed(colleague, "deletedfile")
