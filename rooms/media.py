@@ -175,6 +175,8 @@ def encrypted_media(*, account: MatrixAccount, room_id: str, event_id: str) -> D
     parsed = media_api.parse_mxc(file["url"])
     if parsed is None:
         raise ValueError("malformed media reference")
+    # Whole and capped, not streamed: the event's SHA-256 must match before any plaintext goes
+    # out (AES-CTR is malleable: a tampered ciphertext would decrypt to tampered bytes).
     ciphertext = media_api.download_bytes(
         account.homeserver_url,
         access_token=account.access_token,

@@ -15,6 +15,7 @@ from django.test import AsyncClient, Client
 from accounts.matrix import media_api
 from accounts.matrix.http import matrix_request, quote
 from accounts.models import MatrixAccount
+from rooms import media
 from rooms.models import Membership, TimelineEntry
 from rooms.notify import account_group
 from tests.fixtures.images import PNG
@@ -254,7 +255,7 @@ async def test_joined_late_left_and_never_invited_see_nothing_they_did_not_recei
 
 
 async def test_history_visible_from_the_invite_hides_what_came_before_it(
-    synapse, matrix_user_factory
+    synapse, matrix_user_factory, monkeypatch
 ):
     colleague, viewer = [await sync_to_async(Person)(matrix_user_factory()) for _ in range(2)]
     room_id = await sync_to_async(create_room)(colleague, "invited")
@@ -286,3 +287,5 @@ async def test_history_visible_from_the_invite_hides_what_came_before_it(
         theirs = await sync_to_async(colleague.pages)(room_id)
         assert "MARK-before-invite" in theirs and "MARK-after-invite" in theirs
         assert [status for status, _ in await colleague.media(image_before)] == [200, 200]
+        monkeypatch.setattr(media, "MAX_PROXIED_BYTES", len(PNG) - 1)
+        assert (await colleague.media(image_before))[0][0] == 413  # refused, not truncated
