@@ -12,7 +12,14 @@ from django.test import Client
 
 from accounts.models import MatrixAccount
 from rooms import media, media_index, notify, services, visibility
-from rooms.models import LinkPreview, MediaReference, Membership, Room, TimelineEntry
+from rooms.models import (
+    LinkPreview,
+    MediaReference,
+    Membership,
+    Room,
+    RoomState,
+    TimelineEntry,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -346,6 +353,14 @@ def test_media_is_served_only_to_people_shown_it(monkeypatch):
     joined(outsider)
     assert allowed(outsider, "roomavatar") and allowed(outsider, "memberavatar")
     assert not any(allowed(outsider, m) for m in ("privatefile", "inlineimg", "previewimg"))
+    # A new picture replaces the old one in the room's state: the old one is no longer its to see.
+    changed = member(GHOST, "Ghostwriter", avatar="mxc://hs/newavatar")
+    RoomState.objects.filter(event_type="m.room.member", state_key=GHOST).update(
+        content=changed["content"]
+    )
+    media_index.index_state(Room.objects.get(room_id=ROOM), [changed])
+    assert allowed(outsider, "newavatar") and not allowed(outsider, "memberavatar")
+    assert allowed(owner, "memberavatar")  # still in the owner's timeline (the old member event)
     # Left: nothing of the room's state any more.
     Membership.objects.filter(account=outsider).update(membership="leave")
     assert not allowed(outsider, "roomavatar")
