@@ -4,9 +4,11 @@ the outbox; downloads come back through our proxy with the spec's media security
 import io
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
+
 from accounts.matrix import attachments, client_api, media_api
 from accounts.models import MatrixAccount
-from rooms import selectors, services
+from rooms import media_index, selectors, services, visibility
 from rooms.models import OutboxMessage, Room
 
 INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
@@ -19,6 +21,22 @@ class Thumbnail:
     content_type: str
 
 
+class MediaNotShown(ValueError):
+    """The person was never shown this media: to them it does not exist."""
+
+
+def check_media_access(*, account: MatrixAccount, server_name: str, media_id: str) -> None:
+    """Serve an mxc:// only to someone whose own timeline or room state shows it (or who uploaded
+    it): having the link is not enough, or anyone signed in could read a private room's files.
+    Malformed references are refused before anything else."""
+    media_api.check_media(server_name, media_id)
+    if visibility.may_see_media(account=account, server_name=server_name, media_id=media_id):
+        return
+    if visibility.is_own_avatar(account=account, server_name=server_name, media_id=media_id):
+        return
+    raise MediaNotShown("no such media for this person")
+
+
 def avatar_thumbnail(
     *,
     account: MatrixAccount,
@@ -27,6 +45,7 @@ def avatar_thumbnail(
     size: int = 96,
     method: str = "crop",
 ) -> Thumbnail:
+    check_media_access(account=account, server_name=server_name, media_id=media_id)
     body, content_type = media_api.fetch_thumbnail(
         account.homeserver_url,
         access_token=account.access_token,
@@ -94,6 +113,7 @@ def _upload(*, account: MatrixAccount, uploaded, default_name: str) -> Uploaded:
         content_type=content_type,
         filename=name,
     )
+    media_index.index_upload(account.pk, uri)
     return Uploaded(uri, name, size, content_type)
 
 
@@ -132,6 +152,7 @@ def _upload_encrypted(*, account: MatrixAccount, uploaded) -> tuple[Uploaded, di
         content_type="application/octet-stream",
         filename="",
     )
+    media_index.index_upload(account.pk, uri)
     return Uploaded(uri, name, size, content_type), file
 
 
@@ -145,13 +166,17 @@ class DecryptedFile:
 def encrypted_media(*, account: MatrixAccount, room_id: str, event_id: str) -> DecryptedFile:
     """The decrypted file of an encrypted-room message the account's own device could read: the
     key comes from that event, never from the request."""
-    content = selectors.readable_event_content(account=account, room_id=room_id, event_id=event_id)
-    file = content.get("file") if content else None
+    event = visibility.readable_event(account=account, room_id=room_id, event_id=event_id)
+    content = event.raw.get("content") if event is not None else None
+    content = content if isinstance(content, dict) else {}
+    file = content.get("file")
     if not attachments.is_encrypted_file(file):
         raise ValueError("no encrypted file in that message")
     parsed = media_api.parse_mxc(file["url"])
     if parsed is None:
         raise ValueError("malformed media reference")
+    # Whole and capped, not streamed: the event's SHA-256 must match before any plaintext goes
+    # out (AES-CTR is malleable: a tampered ciphertext would decrypt to tampered bytes).
     ciphertext = media_api.download_bytes(
         account.homeserver_url,
         access_token=account.access_token,
@@ -169,22 +194,28 @@ def encrypted_media(*, account: MatrixAccount, room_id: str, event_id: str) -> D
     )
 
 
-@dataclass
+MAX_PROXIED_BYTES = 512 * 1024 * 1024  # past any homeserver's usual upload limit
+
+
+@dataclass(frozen=True)
 class Download:
-    response: object
-    content_type: str
-    length: int | None
+    stream: media_api.MediaStream
     inline: bool
 
 
-def media_download(*, account: MatrixAccount, server_name: str, media_id: str) -> Download:
-    response, content_type, length = media_api.open_download(
+async def media_download(*, account: MatrixAccount, server_name: str, media_id: str) -> Download:
+    """Stream a file the person was shown, with their own token, chunk by chunk and capped."""
+    await sync_to_async(check_media_access)(
+        account=account, server_name=server_name, media_id=media_id
+    )
+    stream = await media_api.open_stream(
         account.homeserver_url,
         access_token=account.access_token,
         server_name=server_name,
         media_id=media_id,
+        max_bytes=MAX_PROXIED_BYTES,
     )
-    return Download(response, content_type, length, inline=content_type in INLINE_IMAGE_TYPES)
+    return Download(stream, inline=stream.content_type in INLINE_IMAGE_TYPES)
 
 
 def room_avatar_set(*, account: MatrixAccount, room_id: str, uploaded) -> None:

@@ -421,3 +421,53 @@ class BackedUpRoomKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id} in backup {self.version}"
+
+
+class MediaReference(models.Model):
+    """An mxc:// URI that an event's content, a room's current state or a person's own upload
+    points at. The media proxy serves a URI only to someone who was shown it, and this index makes
+    that one indexed query (see rooms/visibility.py). Written at ingest, never read for content."""
+
+    server_name = models.CharField(max_length=255)
+    media_id = models.CharField(max_length=255)
+    # Exactly one of these says where the reference comes from.
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.CASCADE, related_name="media_references"
+    )
+    state = models.ForeignKey(
+        RoomState, null=True, blank=True, on_delete=models.CASCADE, related_name="media_references"
+    )
+    uploader = models.ForeignKey(
+        MatrixAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["server_name", "media_id"], name="media_reference_uri")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "server_name", "media_id"],
+                condition=models.Q(event__isnull=False),
+                name="media_reference_event",
+            ),
+            models.UniqueConstraint(
+                fields=["state", "server_name", "media_id"],
+                condition=models.Q(state__isnull=False),
+                name="media_reference_state",
+            ),
+            models.UniqueConstraint(
+                fields=["uploader", "server_name", "media_id"],
+                condition=models.Q(uploader__isnull=False),
+                name="media_reference_upload",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(event__isnull=False, state__isnull=True, uploader__isnull=True)
+                    | models.Q(event__isnull=True, state__isnull=False, uploader__isnull=True)
+                    | models.Q(event__isnull=True, state__isnull=True, uploader__isnull=False)
+                ),
+                name="media_reference_one_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"mxc://{self.server_name}/{self.media_id}"

@@ -146,7 +146,7 @@ def messages_changed(*, account_id: int, event_ids: list[str]) -> None:
 def _thread_replies(account: MatrixAccount, entry_ids: list[int]) -> list[str]:
     """New thread replies, for open thread panels (the main timeline shows only the summary)."""
     replies = TimelineEntry.objects.filter(
-        id__in=entry_ids, event__rel_type="m.thread"
+        account=account, id__in=entry_ids, event__rel_type="m.thread"
     ).values_list("room_id", "event__relates_to", "id")
     by_thread: dict[tuple[int, str], list[int]] = {}
     for room_pk, root, entry_id in replies:

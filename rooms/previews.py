@@ -9,7 +9,7 @@ from django.db import transaction
 from accounts.matrix import media_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import notify
+from rooms import media_index, notify
 from rooms.links import link_of
 from rooms.models import Event, LinkPreview
 
@@ -53,15 +53,18 @@ def fetch(*, account_id: int, event_ids: list[str]) -> int:
         return 0
     fetched = 0
     shown = []
-    for event_id, raw in Event.objects.filter(event_id__in=event_ids).values_list(
-        "event_id", "raw"
+    for pk, event_id, raw in Event.objects.filter(event_id__in=event_ids).values_list(
+        "id", "event_id", "raw"
     ):
         link = link_of(raw)
         if not link:
             continue
-        if not LinkPreview.objects.filter(url_hash=LinkPreview.hash_of(link)).exists():
-            _store(link, _ask_homeserver(account, link))
+        preview = LinkPreview.objects.filter(url_hash=LinkPreview.hash_of(link)).first()
+        if preview is None:
+            preview = _store(link, _ask_homeserver(account, link))
             fetched += 1
+        # Its image is shown with the message, so whoever may see the message may see it.
+        media_index.index_preview(preview, [pk])
         shown.append(event_id)
     if shown:
         notify.messages_changed(account_id=account_id, event_ids=shown)

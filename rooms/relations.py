@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from accounts.models import MatrixAccount
+from rooms import visibility
 from rooms.models import Event, Room, TimelineEntry
 from rooms.powers import Powers, room_powers
 
@@ -107,7 +108,7 @@ def apply_relations(items: list, *, account: MatrixAccount, room: Room, senders:
     by_target: dict[str, list[dict]] = defaultdict(list)
     for row in related:
         by_target[row["relates_to"] or row["redacts"]].append(row)
-    replies = _reply_previews(items, account=account, room=room, senders=senders)
+    replies = _reply_previews(items, account=account, room=room, senders=senders, power=power)
     result = []
     for item in items:
         rows = by_target.get(item.event_id, [])
@@ -184,38 +185,49 @@ def _reactions(item, rows, taken_back, power, own_user_id: str, senders: dict) -
     )
 
 
-def _reply_previews(items, *, account, room, senders) -> dict[str, ReplyPreview]:
+NOT_AVAILABLE = "Original message not available"
+
+
+def _reply_previews(items, *, account, room, senders, power) -> dict[str, ReplyPreview]:
+    """What each reply quotes, as this account received the original: nothing of an event its
+    account never got (joined later, history hidden, left meanwhile), not even who wrote it; only
+    the sender of one its own device could not read; "deleted" once it saw a valid redaction."""
     wanted = {item.reply_to for item in items if getattr(item, "reply_to", "")}
     if not wanted:
         return {}
-    targets = {
-        row["event_id"]: row
-        for row in Event.objects.filter(room=room, event_id__in=wanted).values(
-            "event_id", "sender", "raw"
+    seen = visibility.seen_events(account=account, room=room, event_ids=wanted)
+    deleted = {
+        row["redacts"]
+        for row in _seen_related(
+            account, room, redacts=[i for i, e in seen.items() if not e.sealed]
         )
+        if row["event_type"] == "m.room.redaction"
+        and _redaction_allowed(row["sender"], seen[row["redacts"]].sender, power)
     }
-    streams, sealed = {}, set()
-    for event_id, stream_id, is_sealed in TimelineEntry.objects.filter(
-        account=account, event__event_id__in=wanted
-    ).values_list("event__event_id", "id", "sealed"):
-        streams[event_id] = stream_id
-        if is_sealed:
-            sealed.add(event_id)
     previews = {}
     for item in items:
-        target = targets.get(getattr(item, "reply_to", ""))
+        target = seen.get(getattr(item, "reply_to", ""))
         if target is None:
             if getattr(item, "reply_to", ""):
-                previews[item.event_id] = ReplyPreview("", "Original message not loaded", None)
+                previews[item.event_id] = ReplyPreview("", NOT_AVAILABLE, None)
             continue
-        body = target["raw"].get("content", {}).get("body")
-        body = strip_reply_fallback(body) if isinstance(body, str) else ""
-        if target["event_id"] in sealed or target["raw"].get("type") == "m.room.encrypted":
-            body = "Encrypted message"  # what our own device could not read stays unread
-        sender = senders.get(target["sender"])
+        sender = senders.get(target.sender)
         previews[item.event_id] = ReplyPreview(
-            sender.name if sender else target["sender"],
-            body[:REPLY_PREVIEW_CHARS],
-            streams.get(target["event_id"]),
+            sender.name if sender else target.sender,
+            _quoted_body(target, deleted)[:REPLY_PREVIEW_CHARS],
+            target.stream_id,
         )
     return previews
+
+
+def _quoted_body(target: "visibility.SeenEvent", deleted: set[str]) -> str:
+    if target.sealed or target.raw.get("type") == "m.room.encrypted":
+        return "Encrypted message"  # what our own device could not read stays unread
+    unsigned = target.raw.get("unsigned")
+    if target.event_id in deleted or (
+        isinstance(unsigned, dict) and "redacted_because" in unsigned
+    ):
+        return "Message deleted"
+    content = target.raw.get("content")
+    body = content.get("body") if isinstance(content, dict) else None
+    return strip_reply_fallback(body) if isinstance(body, str) else ""

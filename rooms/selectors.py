@@ -205,21 +205,6 @@ def room_is_encrypted(*, account: MatrixAccount, room: Room) -> bool:
     return room.room_id in encrypted_room_ids(account_id=account.pk)
 
 
-def readable_event_content(*, account: MatrixAccount, room_id: str, event_id: str) -> dict | None:
-    """The content of an event this account's own device could read (None otherwise)."""
-    entry = (
-        TimelineEntry.objects.filter(
-            account=account, room__room_id=room_id, event__event_id=event_id, sealed=False
-        )
-        .select_related("event")
-        .first()
-    )
-    if entry is None:
-        return None
-    content = entry.event.raw.get("content")
-    return content if isinstance(content, dict) else None
-
-
 def _mentions(raw: dict, account: MatrixAccount) -> bool:
     """Intentional mentions (m.mentions) when the sender declares them, else the old way: our
     user id or localpart in the text."""
@@ -616,14 +601,20 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
     has_older = bool(items) and has_older_events(
         account=account, membership=membership, stream_id=items[0].stream_id
     )
-    return RoomView(
+    view = RoomView(
         membership=membership,
         items=items,
         outbox=outbox_unsettled(account=account, room=membership.room),
         has_older=has_older,
+        # A space's rooms: the homeserver shows its hierarchy to people invited to it too.
         children=space_children(account=account, room=membership.room)
         if membership.is_space
         else (),
+    )
+    if membership.membership != Membership.JOIN:
+        return view  # an invite shows its own stripped state, not the room's current state
+    return replace(
+        view,
         replacement=room_replacement(account=account, room=membership.room),
         security=room_security(account=account, membership=membership),
     )

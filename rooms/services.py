@@ -12,7 +12,7 @@ from django.db import transaction
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import notify, previews
+from rooms import media_index, notify, previews, redactions
 from rooms.models import (
     Event,
     Membership,
@@ -202,6 +202,8 @@ def _store_events(
             "event_id", "id"
         )
     )
+    redactions.apply_server_redactions(events, stored)
+    media_index.index_events(events, stored)
     if envelopes:
         # Stored earlier still encrypted (by another account, or history fetched by a page).
         clear = {e["event_id"]: e for e in events if e["event_id"] in envelopes}
@@ -286,6 +288,7 @@ def _ts(event: dict) -> int:
 def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> None:
     """Record state events as the room's current state. Older history (`replace=False`) only
     fills in what is missing: it must not overwrite newer state."""
+    events = list(events)
     store = RoomState.objects.update_or_create if replace else RoomState.objects.get_or_create
     for event in events:
         if "state_key" not in event:
@@ -301,6 +304,7 @@ def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) ->
                 "origin_server_ts": _ts(event),
             },
         )
+    media_index.index_state(room, events)
 
 
 def _state_map(room: Room) -> dict[tuple[str, str], dict]:
@@ -950,6 +954,7 @@ def _decrypt_in_place(
             ]
         )
         changed.append(event.event_id)
+    media_index.index_events(clear.values(), {e.event_id: e.pk for e in waiting})
     if changed:
         viewers = (
             TimelineEntry.objects.filter(event__event_id__in=changed)

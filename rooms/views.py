@@ -2,6 +2,7 @@
 
 from urllib.parse import quote
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import (
@@ -15,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.matrix import media_api
 from accounts.matrix.errors import MatrixError
 from rooms import devices, media, selectors, services
 from rooms.models import OutboxMessage
@@ -444,26 +446,27 @@ def room_upload(request: HttpRequest, room_id: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def media_file(request: HttpRequest, server_name: str, media_id: str) -> HttpResponse:
-    """Media through our proxy with the person's own access: safe images inline, everything else
-    as an attachment, never sniffed, and sandboxed if opened."""
-    account = _account_or_404(request)
+async def media_file(request: HttpRequest, server_name: str, media_id: str) -> HttpResponse:
+    """Media through our proxy with the person's own access, only if they were shown it: safe
+    images inline, everything else as an attachment, never sniffed, sandboxed if opened, and
+    streamed as it arrives (an async iterator: ASGI would buffer a sync one whole)."""
+    account = await sync_to_async(_account_or_404)(request)
     try:
-        download = media.media_download(account=account, server_name=server_name, media_id=media_id)
+        download = await media.media_download(
+            account=account, server_name=server_name, media_id=media_id
+        )
+    except media_api.MediaTooLarge as error:
+        return HttpResponse(error.message, status=413, content_type="text/plain")
     except (MatrixError, ValueError):
         raise Http404("No such file.") from None
-
-    def chunks():
-        with download.response:
-            while chunk := download.response.read(64 * 1024):
-                yield chunk
-
     response = StreamingHttpResponse(
-        chunks(),
-        content_type=download.content_type if download.inline else "application/octet-stream",
+        download.stream.chunks,
+        content_type=download.stream.content_type
+        if download.inline
+        else "application/octet-stream",
     )
-    if download.length is not None:
-        response["Content-Length"] = str(download.length)
+    if download.stream.length is not None:
+        response["Content-Length"] = str(download.stream.length)
     name = request.GET.get("name", "")[:200] or media_id
     disposition = "inline" if download.inline else "attachment"
     response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{quote(name)}"
@@ -496,7 +499,7 @@ def encrypted_media_file(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = f"{disposition}; filename*=UTF-8''{quote(name)}"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    response["Cache-Control"] = "private, max-age=86400"
+    response["Cache-Control"] = "private, no-store"  # plaintext of an encrypted room: kept nowhere
     return response
 
 

@@ -404,3 +404,23 @@ def user_devices(
             "ed25519": ed25519 if isinstance(ed25519, str) else "",
         }
     return found
+
+
+def profile_avatar_url(
+    homeserver_url: str, *, access_token: str, user_id: str, timeout: float = 10.0
+) -> str:
+    """A user's profile picture (an mxc:// URI), or "" when they have none."""
+    try:
+        reply = matrix_request(
+            homeserver_url,
+            "GET",
+            f"/_matrix/client/v3/profile/{quote(user_id)}/avatar_url",
+            token=access_token,
+            timeout=timeout,
+        )
+    except MatrixError as error:
+        if error.status == 404:
+            return ""
+        raise
+    url = reply.get("avatar_url")
+    return url if isinstance(url, str) else ""

@@ -1,10 +1,15 @@
 """Authenticated media (Matrix 1.11 /_matrix/client/v1/media), fetched with the person's own token."""
 
+import ipaddress
 import json
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
 
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError
 from accounts.matrix.http import (
@@ -15,8 +20,65 @@ from accounts.matrix.http import (
     quote,
 )
 
-SERVER_NAME_RE = re.compile(r"^(?:[A-Za-z0-9.\-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")
-MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+# The spec's server name (appendix "Server Name"), tightened to what can be a real host: DNS labels
+# of letters, digits and inner hyphens (so never "", ".", ".." or "-"), a dotted IPv4 address, or a
+# bracketed IPv6 address; an optional port from 1 to 65535. fullmatch everywhere: "$" would let a
+# trailing newline through.
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_IPV4_RE = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}"
+)
+_PORT_RE = re.compile(r"[1-9][0-9]{0,4}")
+MEDIA_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")
+
+
+def valid_server_name(server_name: object) -> bool:
+    """A server name by the spec's grammar (hostname, IPv4 or [IPv6], optional port 1-65535)."""
+    if not isinstance(server_name, str) or not 0 < len(server_name) <= 255:
+        return False
+    host, port = server_name, ""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return False
+        host, rest = host[: end + 1], host[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return False
+        port = rest[1:] if rest else None
+        if not _ipv6(host[1:-1]):
+            return False
+    else:
+        if ":" in host:
+            host, _, port = host.partition(":")
+        else:
+            port = None
+        if not (_IPV4_RE.fullmatch(host) or _HOST_RE.fullmatch(host)):
+            return False
+    if port is None:
+        return True
+    return bool(_PORT_RE.fullmatch(port)) and int(port) <= 65535
+
+
+def _ipv6(text: str) -> bool:
+    if not 2 <= len(text) <= 45 or not re.fullmatch(r"[0-9A-Fa-f:.]+", text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_media_id(media_id: object) -> bool:
+    return isinstance(media_id, str) and MEDIA_ID_RE.fullmatch(media_id) is not None
+
+
+def check_media(server_name: object, media_id: object) -> None:
+    """Refuse a media reference that could steer a request anywhere but one media item (a '..'
+    server name would make /download/../id: CVE-2024-50336's shape). Called before any request."""
+    if not valid_server_name(server_name) or not valid_media_id(media_id):
+        raise ValueError("malformed media reference")
 
 
 def parse_mxc(uri: str) -> tuple[str, str] | None:
@@ -24,7 +86,7 @@ def parse_mxc(uri: str) -> tuple[str, str] | None:
     if not isinstance(uri, str) or not uri.startswith("mxc://"):
         return None
     server_name, _, media_id = uri[len("mxc://") :].partition("/")
-    if not SERVER_NAME_RE.match(server_name) or not MEDIA_ID_RE.match(media_id):
+    if not valid_server_name(server_name) or not valid_media_id(media_id):
         return None
     return server_name, media_id
 
@@ -38,8 +100,7 @@ def fetch_thumbnail(
     size: int,
     method: str = "crop",
 ) -> tuple[bytes, str]:
-    if not SERVER_NAME_RE.match(server_name) or not MEDIA_ID_RE.match(media_id):
-        raise ValueError("malformed media reference")
+    check_media(server_name, media_id)
     path = (
         f"/_matrix/client/v1/media/thumbnail/{quote(server_name)}/{quote(media_id)}"
         f"?width={size}&height={size}&method={method}&animated=false"
@@ -96,8 +157,7 @@ def open_download(
 ):
     """Start downloading media with the person's own token: (response to stream, content type,
     length or None). The caller closes the response."""
-    if not SERVER_NAME_RE.match(server_name) or not MEDIA_ID_RE.match(media_id):
-        raise ValueError("malformed media reference")
+    check_media(server_name, media_id)
     path = f"/_matrix/client/v1/media/download/{quote(server_name)}/{quote(media_id)}"
     request = urllib.request.Request(endpoint_url(homeserver_url, path))  # noqa: S310
     request.add_header("Authorization", f"Bearer {access_token}")
@@ -113,6 +173,72 @@ def open_download(
         response.headers.get_content_type(),
         int(length) if length and length.isdigit() else None,
     )
+
+
+class MediaTooLarge(MatrixError):
+    def __init__(self) -> None:
+        super().__init__("The file is larger than this workspace serves.", status=413)
+
+
+@dataclass
+class MediaStream:
+    """A download in progress: read `chunks` to the end (or close it) to free the connection."""
+
+    content_type: str
+    length: int | None
+    chunks: AsyncIterator[bytes]
+
+
+async def open_stream(
+    homeserver_url: str,
+    *,
+    access_token: str,
+    server_name: str,
+    media_id: str,
+    max_bytes: int,
+    chunk_size: int = 64 * 1024,
+    timeout: float = 60.0,
+) -> MediaStream:
+    """Start downloading media with the person's own token, asynchronously, so an ASGI server
+    sends each chunk as it arrives instead of holding the whole file. Refused before the first
+    byte when the homeserver declares more than `max_bytes`, and cut off past `max_bytes` when it
+    does not say (the client then sees a broken download, never a silently truncated file)."""
+    check_media(server_name, media_id)
+    url = endpoint_url(
+        homeserver_url, f"/_matrix/client/v1/media/download/{quote(server_name)}/{quote(media_id)}"
+    )
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout)
+    )
+    try:
+        response = await session.get(
+            url, headers={"Authorization": f"Bearer {access_token}"}, allow_redirects=False
+        )
+        if response.status != 200:
+            payload = await response.content.read(64 * 1024)
+            raise error_from_response(response.status, payload)
+        length = response.content_length
+        if length is not None and length > max_bytes:
+            raise MediaTooLarge()
+    except BaseException as error:
+        await session.close()
+        if isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
+            raise HomeserverUnreachable() from error
+        raise
+
+    async def chunks() -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            async for chunk in response.content.iter_chunked(chunk_size):
+                sent += len(chunk)
+                if sent > max_bytes:
+                    raise MediaTooLarge()
+                yield chunk
+        finally:
+            response.release()
+            await session.close()
+
+    return MediaStream(response.content_type or "application/octet-stream", length, chunks())
 
 
 def preview_url(homeserver_url: str, *, access_token: str, url: str) -> dict:
