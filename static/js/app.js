@@ -196,6 +196,8 @@
   }
   htmx.config.wsReconnectDelay = reconnectDelay;
   function signedOut() {
+    if (document.body.classList.contains("signed-out")) return;
+    document.body.classList.add("signed-out");
     const notice = document.createElement("p");
     notice.className = "alert signed-out-notice";
     notice.setAttribute("role", "alert");
@@ -204,6 +206,15 @@
     const login = document.body.dataset.loginUrl || "/accounts/login/";
     window.location.assign(login + "?next=" + encodeURIComponent(location.pathname + location.search));
   }
+  // A request that ended on the sign-in page (the session is gone: the catch-up of a socket the
+  // server closed as signed out, a room-list refresh) is not swapped into the page.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const login = document.body.dataset.loginUrl;
+    const landed = event.detail.xhr && event.detail.xhr.responseURL;
+    if (!login || !landed || new URL(landed).pathname !== login) return;
+    event.detail.shouldSwap = false;
+    signedOut();
+  });
   // Leaving already (a link, the sign-out form): the next page has its own socket.
   let leaving = false;
   window.addEventListener("beforeunload", () => { leaving = true; });

@@ -23,9 +23,12 @@ document.addEventListener("htmx:wsClose", (e) => { window.__ws.closes.push(e.det
 """
 
 
-def close_from_server(workspace: Workspace, redis_url: str, page, code: int) -> None:
-    """Send the workspace's consumers of this browser's sign-in a close with `code`."""
-    session_key = next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
+def session_key(page) -> str:
+    return next(c["value"] for c in page.context.cookies() if c["name"] == "sessionid")
+
+
+def close_from_server(workspace: Workspace, redis_url: str, session_key: str, code: int) -> None:
+    """Send the workspace's consumers of one sign-in a close with `code`."""
 
     async def send() -> None:
         layer = RedisChannelLayer(hosts=[redis_url], prefix=workspace.channels_prefix)
@@ -47,7 +50,7 @@ def test_page_reconnects_after_any_close_and_shows_what_was_sent_meanwhile(
     page.wait_for_function("window.__ws.opens >= 1")
     for round_, code in enumerate((1000, 4000), start=1):
         opens = page.evaluate("window.__ws.opens")
-        close_from_server(workspace, redis_url, page, code)
+        close_from_server(workspace, redis_url, session_key(page), code)
         page.wait_for_function(f"window.__ws.closes.includes({code})")
         body = f"sent while closed with {code}"
         bob.send(room_id, body)
@@ -56,6 +59,13 @@ def test_page_reconnects_after_any_close_and_shows_what_was_sent_meanwhile(
         assert page.locator("ol.timeline li", has_text=body).count() == 1
         assert page.evaluate("window.__ws.closes").count(code) == 1, round_
     assert page.errors == []
+
+    # The sign-in is gone by the time the page reconnects: the socket says so (4401), and so does
+    # the catch-up that lands on the sign-in page, whichever comes first; the page goes to sign in.
+    key = session_key(page)
+    page.context.clear_cookies()
+    close_from_server(workspace, redis_url, key, 1000)
+    page.wait_for_url("**/accounts/login/?next=**", timeout=15_000)
 
 
 def test_signing_out_in_one_tab_sends_the_other_tabs_to_the_login_page(
