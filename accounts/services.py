@@ -17,6 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import live
 from accounts.matrix import client_api, synapse_admin
 from accounts.matrix.client_api import Session
 from accounts.matrix.errors import (
@@ -280,8 +281,10 @@ def account_deactivate(*, account: MatrixAccount, erase: bool) -> None:
 
 
 def account_mark_deactivated(*, account: MatrixAccount) -> None:
-    """Local half of a deactivation: the sync host drops the account at its next heartbeat."""
+    """Local half of a deactivation: the sync host drops the account at its next heartbeat, and
+    every open page of the account is closed (its sessions no longer authenticate)."""
     with transaction.atomic():
+        transaction.on_commit(lambda: live.pages_close_for_account(account.pk))
         account.is_active = False
         account.deactivated_at = timezone.now()
         account.access_token = ""

@@ -7,6 +7,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import live
 from accounts.forms import SignInForm
 
 
@@ -30,5 +31,9 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
+    """Sign this browser out and close its open pages' websockets (other sign-ins stay open)."""
+    session_key = request.session.session_key
     logout(request)
+    if session_key:
+        live.pages_close_for_session(session_key)
     return redirect("accounts:login")

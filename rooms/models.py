@@ -46,6 +46,9 @@ class Membership(models.Model):
     invited_member_count = models.PositiveIntegerField(default=0)
     notification_count = models.PositiveIntegerField(default=0)
     highlight_count = models.PositiveIntegerField(default=0)
+    # origin_server_ts of the newest event the person has read here (their receipt, or a message
+    # of their own): nothing up to it counts as unread, whatever a lagging sync says.
+    read_up_to_ts = models.BigIntegerField(default=0)
     invite_state = models.JSONField(default=list, blank=True)
     last_activity_ts = models.BigIntegerField(default=0)
     # Where scrolling back continues on the homeserver once the local store is exhausted.

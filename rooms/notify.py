@@ -4,23 +4,14 @@ What is pushed is rendered here once; consumers only forward it. The websocket i
 missed a push asks for everything after its last stream position when it reconnects.
 """
 
-import asyncio
-import logging
-
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
+from accounts import live
 from accounts.models import MatrixAccount
 from rooms import selectors
 from rooms.models import Room, TimelineEntry
 
-log = logging.getLogger(__name__)
-_pending_sends: set[asyncio.Task] = set()
-
-
-def account_group(account_id: int) -> str:
-    return f"account.{account_id}"
+account_group = live.account_group
 
 
 def outbox_group(account_id: int) -> str:
@@ -36,21 +27,7 @@ def hosts_claim_now() -> None:
     _group_send(HOSTS_GROUP, {"type": "hosts.claim"})
 
 
-def _group_send(group: str, message: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            async_to_sync(layer.group_send)(group, message)
-        else:
-            task = loop.create_task(layer.group_send(group, message))
-            _pending_sends.add(task)
-            task.add_done_callback(_pending_sends.discard)
-    except Exception:  # a hint is optional by design: pages catch up on (re)connect
-        log.warning("live message to %s not sent", group, exc_info=True)
+_group_send = live.group_send  # a hint is optional by design: pages catch up on (re)connect
 
 
 def _push_html(account_id: int, html: str) -> None:

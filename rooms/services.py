@@ -12,7 +12,7 @@ from django.db import transaction
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import media_index, notify, previews, redactions
+from rooms import media_index, notify, previews, read_markers, redactions
 from rooms.models import (
     Event,
     Membership,
@@ -330,10 +330,14 @@ def _ingest_joined(
         membership.joined_member_count = joined.joined_count
     if joined.invited_count is not None:
         membership.invited_member_count = joined.invited_count
-    if joined.notification_count is not None:
-        membership.notification_count = joined.notification_count
-    if joined.highlight_count is not None:
-        membership.highlight_count = joined.highlight_count
+    read_markers.counts_from_sync(
+        membership,
+        own_user_id=own_user_id,
+        timeline=joined.timeline,
+        receipts=joined.receipts,
+        notification_count=joined.notification_count,
+        highlight_count=joined.highlight_count,
+    )
     if membership.pk is None and joined.prev_batch:
         membership.history_token = joined.prev_batch
     membership.membership = Membership.JOIN
@@ -714,21 +718,24 @@ def room_history_fetch(*, account: MatrixAccount, room_id: str) -> int:
 
 
 def room_mark_read(*, account: MatrixAccount, room_id: str, event_id: str) -> None:
-    """The person has seen the room up to `event_id`: send receipt and marker, clear the badge."""
-    if not TimelineEntry.objects.filter(
+    """The person has seen the room up to `event_id`: clear the badge at once (the room list
+    updates live), then send receipt and marker. The local marker keeps a lagging sync from
+    bringing the count back."""
+    entry = TimelineEntry.objects.filter(
         account=account, room__room_id=room_id, event__event_id=event_id
-    ).exists():
+    ).first()
+    if entry is None:
         raise MessageRejected("That event is not in this room's timeline.")
+    read_markers.room_read_up_to(
+        account_id=account.pk, room_id=entry.room_id, ts=entry.origin_server_ts
+    )
+    transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
     client_api.set_read_markers(
         account.homeserver_url,
         access_token=account.access_token,
         room_id=room_id,
         event_id=event_id,
     )
-    Membership.objects.filter(account=account, room__room_id=room_id).update(
-        notification_count=0, highlight_count=0
-    )
-    transaction.on_commit(lambda: notify.room_list_changed(account_id=account.pk))
 
 
 # --- creating, finding and joining rooms (no crypto state: the web process may call) ---

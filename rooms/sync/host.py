@@ -276,10 +276,9 @@ class SyncHost:
         async with sync_api.new_http_session() as http:
             try:
                 await self._ensure_channel()
-                if self.layer is not None:
-                    await self.layer.group_add(notify.HOSTS_GROUP, self.channel)
                 while not stop.is_set():
                     await self.heartbeat(http)
+                    await self._rejoin_groups()
                     await self._sleep_until_due(stop)
             finally:
                 await self.release_all()
@@ -352,6 +351,19 @@ class SyncHost:
             return
         await self._ensure_channel()
         await self.layer.group_add(notify.outbox_group(account_id), self.channel)
+
+    async def _rejoin_groups(self) -> None:
+        """channels_redis forgets group members after group_expiry, and all of them when Redis
+        restarts: on every heartbeat, join the hosts group and each owned account's outbox group
+        again, or sends wait for the idle poll and new accounts for the next heartbeat."""
+        if self.layer is None or self.channel is None:
+            return
+        groups = [notify.HOSTS_GROUP, *(notify.outbox_group(a) for a in self.owned)]
+        try:
+            for group in groups:
+                await self.layer.group_add(group, self.channel)
+        except Exception:  # Redis away: the idle poll still sends; try again next heartbeat
+            log.warning("%s could not re-join its channel groups", self.host_id, exc_info=True)
 
     async def _receive_nudges(self) -> None:
         while True:

@@ -181,6 +181,54 @@
   });
 
   document.addEventListener("htmx:wsOpen", catchUp);
+
+  // The websocket always comes back. htmx's ws extension reconnects by itself only after 1006,
+  // 1011, 1012 and 1013 and leaves the page dead after any other close (a proxy's 1000, a server's
+  // 4000...): reconnect after those too, with the same capped, jittered backoff; catchUp on
+  // htmx:wsOpen then fetches what was missed. A "signed out" close (4401: signed out elsewhere,
+  // deactivated, session gone) is the one exception: the page goes to the sign-in page instead.
+  const SIGNED_OUT = 4401;
+  const RETRIED_BY_HTMX = [1006, 1011, 1012, 1013];
+  let reconnects = 0;
+  let reconnectTimer = null;
+  function reconnectDelay(attempt) {
+    return Math.random() * 1000 * Math.pow(2, Math.min(attempt, 5));  // full jitter, under 32 s
+  }
+  htmx.config.wsReconnectDelay = reconnectDelay;
+  function signedOut() {
+    if (document.body.classList.contains("signed-out")) return;
+    document.body.classList.add("signed-out");
+    const notice = document.createElement("p");
+    notice.className = "alert signed-out-notice";
+    notice.setAttribute("role", "alert");
+    notice.textContent = "You are signed out. Opening the sign-in page…";
+    document.body.prepend(notice);
+    const login = document.body.dataset.loginUrl || "/accounts/login/";
+    window.location.assign(login + "?next=" + encodeURIComponent(location.pathname + location.search));
+  }
+  // A request that ended on the sign-in page (the session is gone: the catch-up of a socket the
+  // server closed as signed out, a room-list refresh) is not swapped into the page.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const login = document.body.dataset.loginUrl;
+    const landed = event.detail.xhr && event.detail.xhr.responseURL;
+    if (!login || !landed || new URL(landed).pathname !== login) return;
+    event.detail.shouldSwap = false;
+    signedOut();
+  });
+  // Leaving already (a link, the sign-out form): the next page has its own socket.
+  let leaving = false;
+  window.addEventListener("beforeunload", () => { leaving = true; });
+  window.addEventListener("pageshow", () => { leaving = false; });
+  document.addEventListener("htmx:wsOpen", () => { reconnects = 0; });
+  document.addEventListener("htmx:wsClose", (event) => {
+    const code = event.detail.event.code;
+    if (leaving) return;
+    if (code === SIGNED_OUT) { signedOut(); return; }
+    if (RETRIED_BY_HTMX.includes(code) || !document.body.contains(event.target)) return;
+    const socket = event.detail.socketWrapper;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = setTimeout(() => socket.reconnect(), reconnectDelay(reconnects++));
+  });
   document.addEventListener("DOMContentLoaded", () => {
     const list = timeline();
     if (list) rememberLast(list);

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 class Workspace:
     url: str
     processes: ProcessGroup
+    channels_prefix: str = ""  # the workspace's channel layer, for tests that talk to its pages
 
 
 def _broker_url(redis_url: str) -> str:
@@ -39,6 +40,7 @@ def _broker_url(redis_url: str) -> str:
 def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
     data_dir = tmp_path_factory.mktemp("workspace")
     port = free_port()
+    channels_prefix = f"e2e-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "webclient.settings.embedded",
@@ -47,7 +49,7 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
         "REDIS_URL": redis_url,
         # A broker database and channel prefix of its own: nothing leaks between runs.
         "CELERY_BROKER_URL": _broker_url(redis_url),
-        "CHANNELS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+        "CHANNELS_PREFIX": channels_prefix,
         "MATRIX_HOMESERVER_URL": synapse.url,
         "MATRIX_REGISTRATION_SHARED_SECRET": synapse.shared_secret,
         "SYNC_RECONCILE_SECONDS": "2",
@@ -63,7 +65,9 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
     group.run(*manage("migrate", "-v0"))
     group.run(*manage("collectstatic", "--noinput", "-v0"))
     web = group.start_workspace(host="127.0.0.1", port=port, sync_threads=4, name=str(port))
-    space = Workspace(url=f"http://127.0.0.1:{port}", processes=group)
+    space = Workspace(
+        url=f"http://127.0.0.1:{port}", processes=group, channels_prefix=channels_prefix
+    )
     try:
         wait_http(space.url + "/accounts/login/", web)
         yield space

@@ -157,6 +157,10 @@ STORAGES = {
 
 # Redis carries the Celery broker and the Channels layer, in production and in the embedded run.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# channels_redis forgets a group member this long after it joined. Sync hosts re-join their groups
+# on every heartbeat (SYNC_LEASE_SECONDS / 3) and open pages every third of this (at most every
+# minute), so keep it well above both; a Redis restart is healed within one such interval.
+CHANNEL_GROUP_EXPIRY_SECONDS = int(os.environ.get("CHANNEL_GROUP_EXPIRY_SECONDS", "86400"))
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -165,6 +169,7 @@ CHANNEL_LAYERS = {
             # blocking receive; give the socket room so an idle receive is not an error.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
             "prefix": os.environ.get("CHANNELS_PREFIX", "webclient"),
+            "group_expiry": CHANNEL_GROUP_EXPIRY_SECONDS,
         },
     }
 }
