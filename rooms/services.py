@@ -61,11 +61,14 @@ def sync_ingest(
     with transaction.atomic():
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         for joined in batch.joined:
+            # A room's first timeline (just joined) is like an initial sync: older history comes
+            # by scrolling back. Only a room whose timeline we already follow can have a gap.
+            following = joined.limited and _has_timeline(lease.account_id, joined.room_id)
             new_events += _ingest_joined(
                 lease.account_id, own_user_id, joined, batch.direct_room_ids
             )
             if joined.limited and joined.prev_batch:
-                gaps += _record_gap(lease.account_id, joined, initial)
+                gaps += _record_gap(lease.account_id, joined, initial or not following)
         for invited in batch.invited:
             _ingest_invite(lease.account_id, own_user_id, invited, batch.direct_room_ids)
         for left in batch.left:
@@ -152,6 +155,10 @@ def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[
         )
         moved.append(event_id)
     return moved
+
+
+def _has_timeline(account_id: int, room_id: str) -> bool:
+    return TimelineEntry.objects.filter(account_id=account_id, room__room_id=room_id).exists()
 
 
 def _record_gap(account_id: int, joined: JoinedRoomBatch, initial: bool) -> int:
@@ -330,7 +337,9 @@ def _ingest_joined(
         membership.notification_count = joined.notification_count
     if joined.highlight_count is not None:
         membership.highlight_count = joined.highlight_count
-    if membership.pk is None and joined.prev_batch:
+    no_history_yet = not membership.history_token and not membership.history_complete
+    if joined.prev_batch and (membership.pk is None or no_history_yet):
+        # The room's first timeline: scrolling back continues from here.
         membership.history_token = joined.prev_batch
     membership.membership = Membership.JOIN
     membership.invite_state = []

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import MatrixAccount
 from rooms import services
-from rooms.models import Membership, TimelineEntry
+from rooms.models import Membership, TimelineEntry, TimelineGap
 from rooms.services import LeaseHandle
 from rooms.sync.batch import JoinedRoomBatch, SyncBatch
 from rooms.sync.leases import lease_claim
@@ -169,3 +169,36 @@ def test_catch_up_pages_until_current():
     # Current: asking again brings nothing, and says so.
     response = room.events(after=position)
     assert bodies(response.content.decode()) == [] and response["X-Stream-More"] == "0"
+
+
+def test_only_a_room_we_already_follow_gets_a_gap_a_just_joined_one_scrolls_back():
+    room = Room("hamlet")
+
+    def limited(events: list[dict], prev_batch: str) -> None:
+        room.batches += 1
+        services.sync_ingest(
+            lease=room.lease,
+            own_user_id=room.account.mxid,
+            batch=SyncBatch(
+                next_batch=f"s{room.batches}",
+                joined=[
+                    JoinedRoomBatch(
+                        room_id=room.room_id, timeline=events, limited=True, prev_batch=prev_batch
+                    )
+                ],
+            ),
+        )
+
+    # Joined a room with years of history: no gap to fill it all, scrolling back reads it.
+    limited([room.message(f"line {n}") for n in range(50)], "p-join")
+    assert not TimelineGap.objects.filter(account=room.account).exists()
+    assert Membership.objects.get(account=room.account).history_token == "p-join"
+    # Later, too much happened between two syncs: that hole is recorded, where it is.
+    later = [room.message(f"line {n}") for n in range(50, 100)]
+    limited(later, "p-hole")
+    gap = TimelineGap.objects.get(account=room.account)
+    assert (gap.token, gap.anchor_ts) == ("p-hole", later[0]["origin_server_ts"])
+    assert Membership.objects.get(account=room.account).history_token == "p-join"
+    page = room.page()
+    assert "Loading missed messages…" in page
+    assert page.index("Loading missed messages…") < page.index(">line 50<")
