@@ -252,12 +252,17 @@ class OutboxMessage(models.Model):
 
 class TimelineGap(models.Model):
     """Events a limited sync skipped, still to fetch: recorded in the same transaction as the sync
-    that found the gap, so a host killed mid-fill leaves it for the next owner instead of losing it."""
+    that found the gap, so a host killed mid-fill leaves it for the next owner instead of losing it.
+    Only filling it to the end (events we already have, or the room's start) removes it."""
 
     account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="gaps")
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="gaps")
     token = models.CharField(max_length=512)
     pages_fetched = models.PositiveIntegerField(default=0)
+    # Where the hole is on the page: just above the oldest event known below it (its
+    # origin_server_ts), moving up as pages fill it.
+    anchor_ts = models.BigIntegerField(default=0)
+    last_error = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -8,8 +8,8 @@ from django.template.loader import render_to_string
 
 from accounts import live
 from accounts.models import MatrixAccount
-from rooms import selectors
-from rooms.models import Room, TimelineEntry
+from rooms import selectors, timeline
+from rooms.models import Room, TimelineEntry, TimelineGap
 
 account_group = live.account_group
 
@@ -98,6 +98,19 @@ def _updated_messages(account: MatrixAccount, event_ids) -> list[str]:
             for item in items
         )
     return parts
+
+
+def gap_changed(*, account_id: int, gap_id: int) -> None:
+    """A gap was recorded or filled further (its marker moves up), or is complete (it goes)."""
+    gap = (
+        TimelineGap.objects.filter(pk=gap_id, account_id=account_id).select_related("room").first()
+    )
+    if gap is None:
+        html = render_to_string("rooms/room.html#gap-filled", {"gap_id": gap_id})
+    else:
+        marker = timeline.GapMarker(gap.pk, gap.anchor_ts, gap.last_error)
+        html = render_to_string("rooms/room.html#live-gap", {"gap": marker, "room": gap.room})
+    _push_html(account_id, html)
 
 
 def typing_changed(*, account_id: int, typing: dict[str, list[str]]) -> None:

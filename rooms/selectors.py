@@ -8,6 +8,7 @@ from django.db.models import Q
 from accounts.matrix import attachments, client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
+from rooms import timeline
 from rooms.links import first_link
 from rooms.models import (
     DeviceTrust,
@@ -154,6 +155,7 @@ class TimelineItem:
     thread: "ThreadSummary | None" = None
     in_thread: str = ""  # the root's event id when this is a thread reply
     preview: "LinkPreview | None" = None
+    gaps_above: tuple = ()  # timeline.GapMarker: holes still filling just above this item
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
 
@@ -263,6 +265,7 @@ class RoomView:
     outbox: list[OutboxMessage]
     has_older: bool
     children: tuple = ()  # a space's rooms
+    gaps_below: tuple = ()  # timeline.GapMarker: holes still filling below the newest item
     replacement: "Replacement | None" = None
     security: "RoomSecurity | None" = None
 
@@ -448,9 +451,11 @@ def timeline_items(
         entries = sorted(entries.filter(id__gt=after).order_by("id")[:limit], key=_display_order)
     else:
         if before is not None:
-            entries = _before(entries, before)
+            entries = timeline.before(entries, before)
         if entry_ids is not None:
             entries = entries.filter(id__in=entry_ids)
+        else:  # a page of `limit` visible items, however many hidden kinds lie between them
+            entries = timeline.shown(entries)
         entries = list(entries.order_by("-origin_server_ts", "-id")[:limit])[::-1]
     senders = _senders(room)
     items = []
@@ -560,17 +565,6 @@ def _display_order(entry: TimelineEntry) -> tuple[int, int]:
     return (entry.origin_server_ts, entry.id)
 
 
-def _before(entries, stream_id: int):
-    """Entries shown above the one with this stream id (keyset on (origin_server_ts, id))."""
-    anchor = TimelineEntry.objects.filter(pk=stream_id).values_list("origin_server_ts", flat=True)
-    anchor_ts = anchor.first()
-    if anchor_ts is None:
-        return entries.none()
-    return entries.filter(
-        Q(origin_server_ts__lt=anchor_ts) | Q(origin_server_ts=anchor_ts, id__lt=stream_id)
-    )
-
-
 def membership_for(*, account: MatrixAccount, room_id: str) -> Membership | None:
     """The account's joined or invited membership of a room, else None (the page is a 404)."""
     return (
@@ -598,14 +592,18 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
     if membership is None:
         return None
     items = timeline_items(account=account, room=membership.room, limit=limit)
-    has_older = bool(items) and has_older_events(
-        account=account, membership=membership, stream_id=items[0].stream_id
+    has_older = has_older_events(
+        account=account, membership=membership, stream_id=items[0].stream_id if items else 0
+    )
+    items, gaps_below = with_gaps(
+        items, account=account, room=membership.room, newest=True, has_older=has_older
     )
     view = RoomView(
         membership=membership,
         items=items,
         outbox=outbox_unsettled(account=account, room=membership.room),
         has_older=has_older,
+        gaps_below=tuple(gaps_below),
         # A space's rooms: the homeserver shows its hierarchy to people invited to it too.
         children=space_children(account=account, room=membership.room)
         if membership.is_space
@@ -796,14 +794,72 @@ def outbox_message(*, account_id: int, txn_id: str) -> OutboxMessage | None:
 
 
 def has_events_before(*, account: MatrixAccount, room: Room, stream_id: int) -> bool:
-    return _before(TimelineEntry.objects.filter(account=account, room=room), stream_id).exists()
+    """Anything to show above the entry with this stream id (0: above an empty page)?"""
+    entries = TimelineEntry.objects.filter(account=account, room=room)
+    return timeline.shown(timeline.before(entries, stream_id)).exists()
+
+
+def history_on_homeserver(*, membership: Membership) -> bool:
+    """Scrolling back can still fetch older history from the homeserver."""
+    return bool(membership.history_token) and not membership.history_complete
 
 
 def has_older_events(*, account: MatrixAccount, membership: Membership, stream_id: int) -> bool:
-    """More history above: in the local store, or still on the homeserver."""
-    if membership.history_token and not membership.history_complete:
+    """More history above: in the local store, or still on the homeserver. `stream_id` is the
+    page's first item (0 when it shows none: then only the homeserver can have more)."""
+    if history_on_homeserver(membership=membership):
         return True
-    return has_events_before(account=account, room=membership.room, stream_id=stream_id)
+    return bool(stream_id) and has_events_before(
+        account=account, room=membership.room, stream_id=stream_id
+    )
+
+
+def with_gaps(
+    items: list[TimelineItem], *, account: MatrixAccount, room: Room, newest: bool, has_older: bool
+) -> tuple[list[TimelineItem], list[timeline.GapMarker]]:
+    """The page's items with the gaps still filling where they are (one query)."""
+    markers = timeline.gap_markers(account_id=account.pk, room=room)
+    if not markers:
+        return items, []
+    return timeline.place_gaps(items, markers, newest=newest, oldest=not has_older)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    items: list[TimelineItem]  # new lines, in (origin_server_ts, id) order
+    updates: list[TimelineItem]  # messages already shown that new relations changed
+    position: int
+    more: bool
+
+
+def catch_up(*, account: MatrixAccount, room: Room, after: int) -> CatchUp:
+    """What a page that shows everything up to stream position `after` is missing, a page at a
+    time (the page asks again while `more`)."""
+    scan = timeline.catch_up_scan(account_id=account.pk, room=room, after=after)
+    items = (
+        timeline_items(
+            account=account, room=room, entry_ids=scan.shown_ids, limit=len(scan.shown_ids)
+        )
+        if scan.shown_ids
+        else []
+    )
+    new = {item.event_id for item in items}
+    wanted = [e for e in scan.touched_event_ids if e not in new]
+    touched_ids = (
+        list(
+            TimelineEntry.objects.filter(
+                account=account, room=room, event__event_id__in=wanted
+            ).values_list("id", flat=True)
+        )
+        if wanted
+        else []
+    )
+    updates = (
+        timeline_items(account=account, room=room, entry_ids=touched_ids, limit=len(touched_ids))
+        if touched_ids
+        else []
+    )
+    return CatchUp(items, updates, scan.position, scan.more)
 
 
 @dataclass(frozen=True)

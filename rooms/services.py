@@ -13,6 +13,7 @@ from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
 from rooms import media_index, notify, previews, read_markers, redactions
+from rooms.gaps import gap_advance, gap_record
 from rooms.models import (
     Event,
     Membership,
@@ -22,7 +23,6 @@ from rooms.models import (
     RoomState,
     SyncState,
     TimelineEntry,
-    TimelineGap,
 )
 from rooms.naming import resolve_room
 from rooms.rendering import markdown_to_html, sanitize_html
@@ -61,11 +61,14 @@ def sync_ingest(
     with transaction.atomic():
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         for joined in batch.joined:
+            # A room's first timeline (just joined) is like an initial sync: older history comes
+            # by scrolling back. Only a room whose timeline we already follow can have a gap.
+            following = joined.limited and _has_timeline(lease.account_id, joined.room_id)
             new_events += _ingest_joined(
                 lease.account_id, own_user_id, joined, batch.direct_room_ids
             )
             if joined.limited and joined.prev_batch:
-                gaps += _record_gap(lease.account_id, joined.room_id, joined.prev_batch, initial)
+                gaps += _record_gap(lease.account_id, joined, initial or not following)
         for invited in batch.invited:
             _ingest_invite(lease.account_id, own_user_id, invited, batch.direct_room_ids)
         for left in batch.left:
@@ -154,13 +157,17 @@ def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[
     return moved
 
 
-def _record_gap(account_id: int, room_id: str, prev_batch: str, initial: bool) -> int:
+def _has_timeline(account_id: int, room_id: str) -> bool:
+    return TimelineEntry.objects.filter(account_id=account_id, room__room_id=room_id).exists()
+
+
+def _record_gap(account_id: int, joined: JoinedRoomBatch, initial: bool) -> int:
     """A limited timeline skipped events. An initial sync is limited by design (older history
     comes by scrolling back), so only later syncs record a gap."""
     if initial:
         return 0
-    room = Room.objects.get(room_id=room_id)
-    TimelineGap.objects.create(account_id=account_id, room=room, token=prev_batch)
+    room = Room.objects.get(room_id=joined.room_id)
+    gap_record(account_id=account_id, room=room, token=joined.prev_batch, timeline=joined.timeline)
     return 1
 
 
@@ -338,7 +345,9 @@ def _ingest_joined(
         notification_count=joined.notification_count,
         highlight_count=joined.highlight_count,
     )
-    if membership.pk is None and joined.prev_batch:
+    no_history_yet = not membership.history_token and not membership.history_complete
+    if joined.prev_batch and (membership.pk is None or no_history_yet):
+        # The room's first timeline: scrolling back continues from here.
         membership.history_token = joined.prev_batch
     membership.membership = Membership.JOIN
     membership.invite_state = []
@@ -635,51 +644,36 @@ def history_ingest(
     room_id: str,
     chunk: list[dict],
     lease: LeaseHandle | None = None,
-    gap: TimelineGap | None = None,
+    gap_id: int | None = None,
     next_token: str | None = None,
     envelopes: dict[str, dict] | None = None,
+    announce: bool = False,
 ) -> tuple[int, bool]:
-    """Store a /messages page (newest first) as older history; returns (new rows, reached known).
+    """Store a /messages page (newest first) as older history; returns (new rows, finished): the
+    page reached events we had, or, filling a gap, the gap is complete.
 
-    Not announced live: these rows belong above what pages already show."""
+    `announce` pushes the rows to open pages, which place them by (origin_server_ts, id)."""
     with transaction.atomic():
         if lease is not None:
             lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         room = Room.objects.get(room_id=room_id)
-        known = set(
-            TimelineEntry.objects.filter(
-                account_id=account_id, event__event_id__in=[e["event_id"] for e in chunk]
-            ).values_list("event__event_id", flat=True)
-        )
+        known = TimelineEntry.objects.filter(
+            account_id=account_id, event__event_id__in=[e["event_id"] for e in chunk]
+        ).exists()
         _apply_state(room, chunk, replace=False)
         new_rows = _store_events(
-            account_id, room, reversed(chunk), announce=False, envelopes=envelopes
+            account_id, room, reversed(chunk), announce=announce, envelopes=envelopes
         )
-        if gap is not None:
-            _advance_gap(
-                gap, finished=bool(known) or not next_token or not chunk, next_token=next_token
+        finished = known
+        if gap_id is not None:
+            finished = gap_advance(
+                account_id=account_id,
+                gap_id=gap_id,
+                chunk=chunk,
+                next_token=next_token,
+                reached_known=known,
             )
-    return new_rows, bool(known)
-
-
-MAX_GAP_PAGES = 20
-
-
-def _advance_gap(gap: TimelineGap, *, finished: bool, next_token: str | None) -> None:
-    """Progress on a gap commits with the events it brought: done, or continue from next_token."""
-    gap.pages_fetched += 1
-    if finished or gap.pages_fetched >= MAX_GAP_PAGES:
-        gap.delete()
-        return
-    gap.token = next_token
-    gap.save(update_fields=["token", "pages_fetched"])
-
-
-def gaps_pending(*, account_id: int) -> list[tuple[TimelineGap, str]]:
-    return [
-        (gap, gap.room.room_id)
-        for gap in TimelineGap.objects.filter(account_id=account_id).select_related("room")
-    ]
+    return new_rows, finished
 
 
 def history_chunk(raw: dict) -> tuple[list[dict], str | None]:
@@ -707,7 +701,10 @@ def room_history_fetch(*, account: MatrixAccount, room_id: str) -> int:
     )
     events, end = history_chunk(raw)
     with transaction.atomic():
-        new_rows, _ = history_ingest(account_id=account.pk, room_id=room_id, chunk=events)
+        # Announced: other open pages of this account place the rows where they belong.
+        new_rows, _ = history_ingest(
+            account_id=account.pk, room_id=room_id, chunk=events, announce=True
+        )
         Membership.objects.filter(pk=membership.pk).update(
             history_token=end or "", history_complete=end is None or not events
         )

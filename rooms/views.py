@@ -143,41 +143,59 @@ def _stream_param(request: HttpRequest, name: str) -> int | None:
     return int(value)
 
 
+HISTORY_PAGE = 50
+HISTORY_FETCHES = 5  # homeserver pages one scroll-back may read to fill its page
+
+
 @login_required
 @require_GET
 def room_events(request: HttpRequest, room_id: str) -> HttpResponse:
-    """Timeline rows after a stream position (catch-up on reconnect) or before one (scroll back)."""
+    """Timeline rows after a stream position (catch-up on reconnect, a page at a time: the
+    X-Stream-Position and X-Stream-More headers say where the next page starts and whether to ask
+    for it) or before one (scroll back: a page of visible items, from the homeserver when the
+    local store runs out)."""
     account, membership = _joined_or_404(request, room_id)
     try:
         after, before = _stream_param(request, "after"), _stream_param(request, "before")
     except ValueError:
         return HttpResponseBadRequest("after/before must be stream positions.")
     room = membership.room
-    items = selectors.timeline_items(account=account, room=room, after=after, before=before)
-    if before is not None and not items:
+    if after is not None:
+        page = selectors.catch_up(account=account, room=room, after=after)
+        response = render(
+            request,
+            "rooms/room.html#catch-up",
+            {"items": page.items, "updates": page.updates, "room": room},
+        )
+        response["X-Stream-Position"] = str(page.position)
+        response["X-Stream-More"] = "1" if page.more else "0"
+        return response
+    before = before or 0
+    items = selectors.timeline_items(account=account, room=room, before=before, limit=HISTORY_PAGE)
+    error = ""
+    for _ in range(HISTORY_FETCHES):
+        if len(items) >= HISTORY_PAGE or not selectors.history_on_homeserver(membership=membership):
+            break
         try:
             services.room_history_fetch(account=account, room_id=room_id)
-        except MatrixError as error:
-            return HttpResponse(
-                f'<li class="older error" role="alert">{escape(error.message)}</li>'
-            )
-        items = selectors.timeline_items(account=account, room=room, before=before)
-    has_older = (
-        before is not None
-        and bool(items)
-        and selectors.has_older_events(
-            account=account, membership=membership, stream_id=items[0].stream_id
+        except MatrixError as failure:
+            error = failure.message
+            break
+        membership.refresh_from_db()
+        items = selectors.timeline_items(
+            account=account, room=room, before=before, limit=HISTORY_PAGE
         )
+    if error and not items:
+        return HttpResponse(f'<li class="older error" role="alert">{escape(error)}</li>')
+    first = items[0].stream_id if items else before
+    has_older = selectors.has_older_events(account=account, membership=membership, stream_id=first)
+    items, _ = selectors.with_gaps(
+        items, account=account, room=room, newest=not before, has_older=has_older
     )
     return render(
         request,
         "rooms/room.html#history",
-        {
-            "items": items,
-            "room": room,
-            "has_older": has_older,
-            "first_stream_id": items[0].stream_id if items else 0,
-        },
+        {"items": items, "room": room, "has_older": has_older, "first_stream_id": first},
     )
 
 

@@ -25,10 +25,8 @@ from rooms.services import LeaseHandle
 from rooms.sync import leases
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
-from rooms.sync.decryption import (
-    decrypt_history,
-    retry_sealed,
-)
+from rooms.sync.decryption import retry_sealed
+from rooms.sync.gap_filler import GapFiller
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +61,19 @@ class AccountSync:
         self.lease = lease
         self.http = http
         self.crypto = crypto or AccountCrypto()
+        self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
 
     async def run(self) -> None:
+        """The sync loop, with the account's gap filler beside it (a task of its own, so a slow
+        or failing /messages never holds up the live sync); both end together."""
+        filler = asyncio.create_task(self.gaps.run(), name=f"gaps-{self.lease.account_id}")
+        try:
+            await self._sync()
+        finally:
+            filler.cancel()
+            await asyncio.gather(filler, return_exceptions=True)
+
+    async def _sync(self) -> None:
         device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
         since = await sync_to_async(services.sync_state_next_batch)(
             account_id=self.lease.account_id
@@ -73,7 +82,7 @@ class AccountSync:
             await self.crypto.open(device, self.lease, self.http)
         attempt = 0
         asked_at = time.monotonic()  # when missing keys were last asked for again
-        first_round = True  # gaps left by an earlier owner are filled after the first sync
+        first_round = True  # gaps left by an earlier owner are filled from the first sync on
         while True:
             try:
                 raw = await sync_api.sync_raw(
@@ -90,7 +99,7 @@ class AccountSync:
                 )
                 since, attempt = batch.next_batch, 0
                 if result.gaps or first_round:
-                    await self.fill_gaps(device)
+                    self.gaps.wake.set()
                 if keys_arrived or first_round:
                     await self.crypto.retry_sealed(None if first_round else keys_arrived)
                 if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
@@ -114,33 +123,6 @@ class AccountSync:
                 log.warning("sync %s: %s; retrying in %.1fs", device.user_id, error, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
-
-    async def fill_gaps(self, device: selectors.Device) -> None:
-        """Fetch what limited syncs skipped, page by page back to events we already have. Each
-        page commits with the gap's progress, so a crash resumes instead of losing events."""
-        gaps = await sync_to_async(services.gaps_pending)(account_id=self.lease.account_id)
-        for gap, room_id in gaps:
-            while True:
-                raw = await sync_api.messages_raw(
-                    self.http,
-                    homeserver_url=device.homeserver_url,
-                    access_token=device.access_token,
-                    room_id=room_id,
-                    from_token=gap.token,
-                )
-                events, end = services.history_chunk(raw)
-                envelopes = await decrypt_history(self.crypto.device, room_id, events)
-                await sync_to_async(services.history_ingest)(
-                    account_id=self.lease.account_id,
-                    room_id=room_id,
-                    chunk=events,
-                    lease=self.lease,
-                    gap=gap,
-                    next_token=end,
-                    envelopes=envelopes,
-                )
-                if gap.pk is None:  # finished and deleted
-                    break
 
 
 class EncryptionPending(Exception):

@@ -34,21 +34,107 @@
     return !main || main.scrollHeight - main.scrollTop - main.clientHeight < 150;
   }
 
-  function catchUp() {
-    const list = timeline();
+  // The timeline's order is (data-ts, data-stream): origin_server_ts, then stream position. New
+  // rows arrive at the bottom; a back-filled one (an old event with a new, higher stream id) and a
+  // gap marker that moved up are misplaced there, and move to just above the first row with a
+  // later key. Rows already in place are never moved (a focused edit form stays put).
+  function orderKey(li) {
+    return [Number(li.dataset.ts), Number(li.dataset.stream)];
+  }
+  function isLater(a, b) {
+    return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
+  }
+  function dayOf(ts) {
+    return "day-" + new Date(ts).toISOString().slice(0, 10).replaceAll("-", "");
+  }
+  function arrange(list) {
+    const placed = [];
+    list.querySelectorAll(":scope > li.event[data-ts], :scope > li.gap[data-ts]").forEach((li) => {
+      const key = orderKey(li);
+      const last = placed[placed.length - 1];
+      if (!last || !isLater(orderKey(last), key)) {
+        placed.push(li);
+        return;
+      }
+      const index = placed.findIndex((row) => isLater(orderKey(row), key));
+      const target = placed[index];
+      const header = target.previousElementSibling;
+      (header && header.matches("li.day") ? header : target).before(li);
+      placed.splice(index, 0, li);
+    });
+    // Day headers: one directly above the first event of each day, none elsewhere.
+    const days = new Map();
+    list.querySelectorAll(":scope > li.day[id]").forEach((day) => days.set(day.id, day));
+    const used = new Set();
+    let previous = "";
+    list.querySelectorAll(":scope > li.event[data-ts]").forEach((li) => {
+      const id = dayOf(Number(li.dataset.ts));
+      if (id === previous) return;
+      previous = id;
+      const day = days.get(id);
+      if (!day) return;
+      used.add(day);
+      if (li.previousElementSibling !== day) li.before(day);
+    });
+    days.forEach((day) => { if (!used.has(day)) day.remove(); });
+  }
+
+  // Catch-up: everything after the last stream position the page shows, a page at a time, until
+  // the server says nothing more follows. One chain at a time; a reconnect during it asks again.
+  let catching = false;
+  let catchAgain = false;
+  async function catchUp() {
     refreshRoomList(0);
+    const list = timeline();
     if (!list) return;
-    const url = list.dataset.eventsUrl + "?after=" + encodeURIComponent(list.dataset.last || "0");
-    // Offline: the next reconnect tries again.
-    htmx.ajax("GET", url, { target: list, swap: "beforeend", source: document.body }).catch(() => {});
+    if (catching) { catchAgain = true; return; }
+    catching = true;
+    try {
+      do {
+        catchAgain = false;
+        let position = Number(list.dataset.last || 0);
+        for (;;) {
+          const response = await fetch(list.dataset.eventsUrl + "?after=" + position, {
+            headers: { "HX-Request": "true" }, credentials: "same-origin",
+          });
+          if (!response.ok) return; // the next reconnect tries again
+          insertRows(list, await response.text());
+          const next = Number(response.headers.get("X-Stream-Position") || position);
+          if (!(next > position) && response.headers.get("X-Stream-More") === "1") return;
+          position = Math.max(position, next);
+          list.dataset.last = String(Math.max(Number(list.dataset.last || 0), position));
+          if (response.headers.get("X-Stream-More") !== "1") break;
+        }
+      } while (catchAgain);
+    } catch (error) {
+      // Offline: the next reconnect tries again.
+    } finally {
+      catching = false;
+    }
+  }
+
+  function insertRows(list, html) {
+    const holder = document.createElement("template");
+    holder.innerHTML = html;
+    dropKnown(holder.content);
+    if (!holder.content.childElementCount) return;
+    followBottom = nearBottom();
+    htmx.swap(list, holder.innerHTML, { swapStyle: "beforeend", swapDelay: 0, settleDelay: 0 });
+    arrange(list);
+    rememberLast(list);
+    if (followBottom) scrollToEnd();
   }
 
   // Never show one event twice: a live push and a catch-up may carry the same rows.
   function dropKnown(fragment) {
     if (!fragment || !fragment.querySelectorAll) return;
     // Updates (an edit, a reaction, a deletion) replace their message; only new rows are deduped.
-    fragment.querySelectorAll("li[id]:not([data-update])").forEach((li) => {
-      if (document.getElementById(li.id)) li.remove();
+    fragment.querySelectorAll("li[id]:not([data-update]):not(.older)").forEach((li) => {
+      const known = document.getElementById(li.id);
+      if (!known) return;
+      // A gap marker that moved (filled further) replaces the one shown; anything else is a repeat.
+      if (li.matches("li.gap")) known.remove();
+      else li.remove();
     });
   }
 
@@ -63,13 +149,13 @@
     const holder = document.createElement("template");
     holder.innerHTML = event.detail.serverResponse;
     if (target.classList.contains("older")) {
-      // Older history goes above: its day headers replace the ones further down.
+      // Older history goes above: its day headers replace the ones further down (arrange then
+      // keeps one per day), and rows a live push placed already are not shown twice.
       holder.content.querySelectorAll("li.day[id]").forEach((day) => {
         document.getElementById(day.id)?.remove();
       });
-    } else {
-      dropKnown(holder.content);
     }
+    dropKnown(holder.content);
     event.detail.serverResponse = holder.innerHTML;
   });
   // A message's echo can arrive before its "sending" row is shown: drop rows already settled.
@@ -82,6 +168,7 @@
 
   document.addEventListener("htmx:afterSettle", (event) => {
     const list = timeline();
+    if (list && list.contains(event.target)) arrange(list);
     if (list) rememberLast(list);
     dropSettledOutbox();
     if (event.detail.target && event.detail.target.classList.contains("outbox-list")) scrollToEnd();
@@ -97,6 +184,7 @@
     const target = event.detail.target;
     const list = timeline();
     if (list && target === list) {
+      arrange(list);
       rememberLast(list);
       dropSettledOutbox();
       if (followBottom) scrollToEnd();

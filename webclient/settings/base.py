@@ -203,6 +203,8 @@ WEBCLIENT_SECRET_KEYS = env_list("WEBCLIENT_SECRET_KEYS")
 SYNC_HOST_CAPACITY = int(os.environ.get("SYNC_HOST_CAPACITY", "500"))
 SYNC_LEASE_SECONDS = float(os.environ.get("SYNC_LEASE_SECONDS", "30"))
 SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
+# Events per /messages request when filling a gap a limited sync left (gaps fill to the end).
+GAP_FILL_PAGE = int(os.environ.get("GAP_FILL_PAGE", "100"))
 # Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
 # key). Every sync host must see the same folder: on more than one machine, shared storage.
 # How often keys still missing are asked for again from the person's other devices.

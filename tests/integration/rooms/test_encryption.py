@@ -31,7 +31,15 @@ from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verif
 from accounts.matrix.http import matrix_request
 from accounts.models import MatrixAccount
 from rooms import media, selectors, services
-from rooms.models import BackedUpRoomKey, Event, Membership, OutboxMessage, Room, TimelineEntry
+from rooms.models import (
+    BackedUpRoomKey,
+    Event,
+    Membership,
+    OutboxMessage,
+    Room,
+    SyncState,
+    TimelineEntry,
+)
 from rooms.sync.host import SyncHost
 from tests.fixtures.images import PNG, encrypted_png_message
 from tests.integration.accounts.test_secrets_at_rest import dump_database
@@ -321,11 +329,26 @@ async def test_our_device_is_cross_signed_by_its_owner(
     stored = CrossSigningKeys.from_json(account.cross_signing_keys)
     assert stored.master.public == master_public
 
-    # A restart finds everything in place and changes nothing.
+    # A restart finds everything in place and changes nothing: once the new owner has opened the
+    # device and committed its first sync round, the keys are the same everywhere.
+    def synced_at():
+        return (
+            SyncState.objects.filter(account=account).values_list("updated_at", flat=True).first()
+        )
+
+    before_restart = await sync_to_async(synced_at)()
+
+    def new_owner_synced() -> bool:
+        at = synced_at()
+        return at is not None and (before_restart is None or at > before_restart)
+
     async with running_host():
-        await asyncio.sleep(3)
+        await until(new_owner_synced)
     again = await sync_to_async(keys_seen_by)(synapse.url, observer.access_token, me.user_id)
     assert public_key_of(again["master_keys"][me.user_id]) == master_public
+    restarted = await sync_to_async(MatrixAccount.objects.get)(pk=account.pk)
+    unchanged = restarted.cross_signing_keys == account.cross_signing_keys  # no key in the output
+    assert unchanged, "the restarted owner replaced the stored cross-signing keys"
     dump = await sync_to_async(dump_database)()
     assert account.cross_signing_keys not in dump
     assert json.loads(account.cross_signing_keys)["master"] not in dump

@@ -6,7 +6,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from nio import RoomCreateResponse, RoomSendResponse
 
-from rooms.models import Event, Membership, SyncLease, TimelineEntry
+from rooms import notify, services
+from rooms.models import Event, Membership, SyncLease, SyncState, TimelineEntry
 from rooms.sync.host import SyncHost
 from tests.integration.rooms.helpers import join, run_host_until, signed_in_account
 
@@ -36,13 +37,22 @@ async def test_invites_and_joined_rooms_appear_with_names(
 
 
 async def test_timeline_is_stored_once_and_leases_are_released(
-    client, matrix_user_factory, nio_peer_factory
+    client, monkeypatch, matrix_user_factory, nio_peer_factory
 ):
     me = matrix_user_factory()
     account = await sync_to_async(signed_in_account)(client, me)
     peer = await nio_peer_factory()
     created = await peer.room_create(name="Ops", invite=[me.user_id])
     await sync_to_async(join)(account, created.room_id)
+
+    def since() -> str:
+        return (
+            SyncState.objects.filter(account=account).values_list("next_batch", flat=True).first()
+            or ""
+        )
+
+    assert await run_host_until(since)
+    before_messages = await sync_to_async(since)()
     sent = []
     for text in ("one", "two", "three"):
         response = await peer.room_send(
@@ -55,10 +65,41 @@ async def test_timeline_is_stored_once_and_leases_are_released(
         return TimelineEntry.objects.filter(account=account, event__event_id__in=sent).count() == 3
 
     assert await run_host_until(all_there)
-    # A second host run replays from the stored since-token: nothing doubles.
-    assert await run_host_until(all_there, timeout=3) is True
+    stored = await sync_to_async(lambda: set(TimelineEntry.objects.values_list("id", flat=True)))()
+
+    # A replay: the next owner starts from a since-token before the three messages (as after a
+    # crash between the homeserver's answer and our commit) and gets them all again.
+    await sync_to_async(SyncState.objects.filter(account=account).update)(
+        next_batch=before_messages
+    )
+    pushed: list[int] = []
+    real_push = notify.timeline_appended
+    monkeypatch.setattr(
+        notify,
+        "timeline_appended",
+        lambda **kwargs: (pushed.extend(kwargs["entry_ids"]), real_push(**kwargs)),
+    )
+
+    delivered: list[str] = []
+    real_ingest = services.sync_ingest
+
+    def ingest(**kwargs):
+        delivered.extend(e["event_id"] for j in kwargs["batch"].joined for e in j.timeline)
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(services, "sync_ingest", ingest)
+
+    def replayed() -> bool:  # the new owner's first sync round has committed
+        return since() not in ("", before_messages)
+
+    assert await run_host_until(replayed)
+    assert set(sent) <= set(delivered)  # the replay did bring the three messages again
+    assert await sync_to_async(all_there)()
     count = await sync_to_async(Event.objects.filter(event_id__in=sent).count)()
     assert count == 3
+    after = await sync_to_async(lambda: set(TimelineEntry.objects.values_list("id", flat=True)))()
+    assert after == stored  # no new rows, and no old ones replaced
+    assert pushed == []  # nothing announced to open pages as new
     bodies = await sync_to_async(list)(
         TimelineEntry.objects.filter(account=account, event__event_id__in=sent)
         .order_by("id")
@@ -93,7 +134,7 @@ async def test_two_hosts_one_account_only_one_syncs(client, matrix_user_factory)
 async def test_a_limited_sync_gap_is_filled_and_survives_a_restart(
     client, matrix_user_factory, nio_peer_factory
 ):
-    from rooms.models import SyncState, TimelineGap
+    from rooms.models import TimelineGap
 
     me = matrix_user_factory()
     account = await sync_to_async(signed_in_account)(client, me)
