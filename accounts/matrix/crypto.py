@@ -1,10 +1,12 @@
 """One account's end-to-end encryption device: Olm and Megolm through matrix-nio and vodozemac.
 
 Only the sync host holding the account's lease opens it (one owner per device, see ARCHITECTURE),
-so nothing else ever reads or writes the crypto store. The store is nio's SQLite file in a folder of
-its own per account; its pickles are encrypted with the account's random pickle key, which is itself
-encrypted at rest with the workspace's master key. We feed nio the /sync body we fetched ourselves,
-reduced to what crypto needs, and never let it fetch or store sync tokens.
+so nothing else ever reads or writes the crypto store, and every store write and every request
+passes the owner's fence first (`Fence`): an owner that lost its lease stops touching it at once.
+The store is nio's SQLite file in a folder of its own per account; its pickles are encrypted with
+the account's random pickle key, which is itself encrypted at rest with the workspace's master key.
+We feed nio the /sync body we fetched ourselves, reduced to what crypto needs, and never let it
+fetch or store sync tokens.
 """
 
 import logging
@@ -12,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from nio import (
@@ -87,6 +89,48 @@ class RoomEvents:
     timeline: list[dict]
 
 
+class Fence(Protocol):
+    """The owner's lease as the device sees it (rooms/sync/fence.py): both raise once this owner
+    may no longer use the device, and the device then writes and sends nothing more."""
+
+    def check(self) -> None:
+        """Before every crypto-store write: no I/O."""
+
+    async def verify(self) -> None:
+        """Before every request, absorbed sync and encryption: asks whether the lease is ours."""
+
+
+class _Unfenced:
+    def check(self) -> None:
+        pass
+
+    async def verify(self) -> None:
+        pass
+
+
+class _FencedClient(AsyncClient):
+    """nio's client, asking the fence before every request it makes (key uploads, key claims and
+    queries, to-device messages, room key shares)."""
+
+    fence: Fence = _Unfenced()
+
+    async def send(self, *args, **kwargs):
+        await self.fence.verify()
+        return await super().send(*args, **kwargs)
+
+
+def _fence_store_writes(database, fence: Fence) -> None:
+    """Every statement nio writes to the store passes the fence first; reads pass freely."""
+    execute_sql = database.execute_sql
+
+    def fenced(sql: str, *args, **kwargs):
+        if sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
+            fence.check()
+        return execute_sql(sql, *args, **kwargs)
+
+    database.execute_sql = fenced
+
+
 def is_encrypted_event(event: dict) -> bool:
     content = event.get("content")
     return (
@@ -108,12 +152,14 @@ class CryptoDevice:
         access_token: str,
         pickle_key: str,
         store_dir: Path,
+        fence: Fence | None = None,
     ) -> None:
         self.user_id = user_id
         self.device_id = device_id
         self.store_dir = store_dir
         self._token = access_token
-        self._client = AsyncClient(
+        self._fence = fence or _Unfenced()
+        self._client = _FencedClient(
             homeserver_url,
             user_id,
             device_id=device_id,
@@ -127,6 +173,7 @@ class CryptoDevice:
                 request_timeout=30,
             ),
         )
+        self._client.fence = self._fence
         self.backup = KeyBackup(self)
         self.trust = DeviceTrust(self)
 
@@ -137,12 +184,14 @@ class CryptoDevice:
         self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.store_dir, 0o700)
         self._client.client_session = http  # the host's pool, shared by all its accounts
+        await self._fence.verify()  # loading a store may write to it (a new Olm account)
         try:
             self._client.restore_login(self.user_id, self.device_id, self._token)
         except Exception as error:  # a store nio cannot read: say so, do not guess
             raise CryptoUnavailable(f"The crypto store could not be opened: {error}") from error
         if self._client.olm is None:
             raise CryptoUnavailable("The crypto store could not be opened.")
+        _fence_store_writes(self._client.store.database, self._fence)
         await self.housekeeping()
 
     def use_access_token(self, token: str) -> None:
@@ -175,6 +224,7 @@ class CryptoDevice:
         }
         response = SyncResponse.from_dict(_crypto_view(raw, crypto_rooms))
         absorbed = Absorbed(withheld=withheld_notices(raw))
+        await self._fence.verify()
         if isinstance(response, ErrorResponse):
             log.warning("sync for %s not understood by nio: %s", self.user_id, response)
         else:
@@ -267,6 +317,7 @@ class CryptoDevice:
         first when needed, and when the room's m.room.encryption `settings` ask for it
         (rotation_period_ms, rotation_period_msgs). Relations stay in the clear so servers can
         aggregate them."""
+        await self._fence.verify()
         client = self._client
         room = client.rooms.get(room_id)
         if room is None:
@@ -334,6 +385,7 @@ class CryptoDevice:
     async def request(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        await self._fence.verify()
         return await sync_api.request_json(
             self._client.client_session,
             method,

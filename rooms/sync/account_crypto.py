@@ -3,6 +3,8 @@ backup), each sync absorbed (decryption, withheld keys, verification progress), 
 could not read retried, and the devices we encrypt for exported for the rooms' indicators.
 
 Only the account's sync host creates one, under the account's lease: the crypto store has one user.
+The lease's fence goes with the device, which checks it before every store write and every request
+(see fence.py): an owner that lost the lease stops at once and leaves the store to the new one.
 """
 
 import asyncio
@@ -18,6 +20,7 @@ from accounts.matrix.key_backup import BackupKey
 from rooms import devices, selectors
 from rooms.services import LeaseHandle
 from rooms.sync.decryption import apply_decryptions, retry_sealed, room_events
+from rooms.sync.fence import LeaseFence
 from rooms.sync.verifying import VerificationDriver
 
 log = logging.getLogger(__name__)
@@ -28,7 +31,8 @@ class AccountCrypto:
 
     Only the lease holder creates one, so the store has one user at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, fence: LeaseFence | None = None) -> None:
+        self.fence = fence
         self.lease: LeaseHandle | None = None
         self.device: CryptoDevice | None = None
         self.verifications: VerificationDriver | None = None
@@ -38,6 +42,8 @@ class AccountCrypto:
 
     async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
         self.lease = lease
+        if self.fence is None:
+            self.fence = LeaseFence(lease)
         crypto = CryptoDevice(
             homeserver_url=device.homeserver_url,
             user_id=device.user_id,
@@ -45,6 +51,7 @@ class AccountCrypto:
             access_token=device.access_token,
             pickle_key=device.pickle_key,
             store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
+            fence=self.fence,
         )
         try:
             await crypto.open(http)

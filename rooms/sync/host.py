@@ -3,6 +3,8 @@
 The host claims accounts whose lease is free, keeps their leases alive by heartbeat, and drops an
 account the moment its lease is lost or the account is deactivated. Each account loop long-polls /sync
 and hands the raw response to the ingest service, which commits it under the lease's fencing token.
+The crypto store and the sends are fenced too (fence.py): the first check that finds the lease lost
+ends the account's loop, and the host stops the account at once.
 """
 
 import asyncio
@@ -12,11 +14,13 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connections
 
 from accounts.matrix import sync_api
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
@@ -26,7 +30,9 @@ from rooms.sync import leases
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
+from rooms.sync.fence import LeaseFence, lease_db
 from rooms.sync.gap_filler import GapFiller
+from rooms.sync.leases import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class AccountSync:
     ) -> None:
         self.lease = lease
         self.http = http
-        self.crypto = crypto or AccountCrypto()
+        self.crypto = crypto or AccountCrypto(LeaseFence(lease))
         self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
 
     async def run(self) -> None:
@@ -84,6 +90,7 @@ class AccountSync:
         asked_at = time.monotonic()  # when missing keys were last asked for again
         first_round = True  # gaps left by an earlier owner are filled from the first sync on
         while True:
+            self.crypto.fence.check()  # a host woken past its lease does not even sync
             try:
                 raw = await sync_api.sync_raw(
                     self.http,
@@ -145,6 +152,7 @@ class OutboxSender:
         self.http = http
         self.wake = asyncio.Event()
         self.crypto = crypto
+        self.fence = crypto.fence if crypto is not None and crypto.fence else LeaseFence(lease)
 
     async def run(self) -> None:
         attempt = 0
@@ -171,6 +179,7 @@ class OutboxSender:
             txn_id = send.txn_id
             try:
                 event_type, content = await self._wire_form(send, device)
+                await self.fence.verify()  # a host that lost the lease sends nothing
                 event_id = await sync_api.send_event(
                     self.http,
                     homeserver_url=device.homeserver_url,
@@ -270,44 +279,86 @@ class SyncHost:
                 if self.receiver is not None:
                     self.receiver.cancel()
                     await asyncio.gather(self.receiver, return_exceptions=True)
-                await sync_to_async(leases.host_stopped)(host_id=self.host_id)
+                await lease_db(leases.host_stopped, host_id=self.host_id)
+                await lease_db(connections.close_all)  # the lease thread's, like asgiref's
 
     async def heartbeat(self, http: aiohttp.ClientSession) -> None:
-        """Renew our leases, drop what we lost or what was deactivated, claim what has no owner."""
+        """Renew our leases, drop what we lost or what was deactivated, claim what has no owner.
+        Its database work runs on the lease thread, never queued behind any account's ingest."""
         await self._reap_finished()
-        active = set(await sync_to_async(selectors.active_account_ids)(ids=list(self.owned)))
-        for account_id, owned in list(self.owned.items()):
-            renewed = account_id in active and await sync_to_async(leases.lease_renew)(
+        await self._renew()
+        room = self.capacity - len(self.owned)
+        candidates = await lease_db(leases.accounts_without_owner, limit=room) if room > 0 else []
+        for account_id in candidates:
+            claimed_at = time.monotonic()
+            token = await lease_db(
+                leases.lease_claim,
                 account_id=account_id,
                 owner=self.host_id,
-                token=owned.lease.token,
                 seconds=self.lease_seconds,
-            )
-            if not renewed:
-                await self._drop(account_id)
-        room = self.capacity - len(self.owned)
-        candidates = (
-            await sync_to_async(leases.accounts_without_owner)(limit=room) if room > 0 else []
-        )
-        for account_id in candidates:
-            token = await sync_to_async(leases.lease_claim)(
-                account_id=account_id, owner=self.host_id, seconds=self.lease_seconds
             )
             if token is None:
                 continue
             lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
-            crypto = AccountCrypto()
+            crypto = AccountCrypto(LeaseFence(lease, self.lease_seconds, since=claimed_at))
             task = asyncio.create_task(
                 AccountSync(lease, http, crypto).run(), name=f"sync-{account_id}"
             )
             sender = OutboxSender(lease, http, crypto)
             outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
             self.owned[account_id] = _Owned(lease, task, sender, outbox_task, crypto)
+            for loop in (task, outbox_task):
+                loop.add_done_callback(partial(self._loop_ended, account_id))
             await self._listen_for_nudges(account_id)
             log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
-        await sync_to_async(leases.host_heartbeat)(
-            host_id=self.host_id, capacity=self.capacity, account_count=len(self.owned)
+        await lease_db(
+            leases.host_heartbeat,
+            host_id=self.host_id,
+            capacity=self.capacity,
+            account_count=len(self.owned),
         )
+
+    async def _renew(self) -> None:
+        """Renew every lease we hold in one statement; stop the accounts whose lease is lost (or
+        that were deactivated) before anything else is done for them."""
+        if not self.owned:
+            return
+        active = set(await lease_db(selectors.active_account_ids, ids=list(self.owned)))
+        asked_at = time.monotonic()
+        renewed = await lease_db(
+            leases.leases_renew,
+            owner=self.host_id,
+            tokens={a: owned.lease.token for a, owned in self.owned.items() if a in active},
+            seconds=self.lease_seconds,
+        )
+        for account_id, owned in list(self.owned.items()):
+            if account_id in renewed:
+                owned.crypto.fence.renewed(asked_at)
+                continue
+            if account_id in active:
+                log.warning(
+                    "%s lost the lease of account %s: stopping it", self.host_id, account_id
+                )
+            await self._drop(account_id)
+
+    def _loop_ended(self, account_id: int, loop: asyncio.Task) -> None:
+        """When the fence stopped one of an account's loops, the other stops now (it would be
+        refused anyway) and the heartbeat runs at once to drop the account and free its room.
+        Other endings are reaped by the next heartbeat, as before."""
+        owned = self.owned.get(account_id)
+        if owned is None or loop not in (owned.task, owned.outbox_task) or loop.cancelled():
+            return
+        if not isinstance(loop.exception(), LeaseLost):
+            return
+        log.warning(
+            "%s lost the lease of account %s: stopping it (%s)",
+            self.host_id,
+            account_id,
+            loop.exception(),
+        )
+        owned.task.cancel()
+        owned.outbox_task.cancel()
+        self.claim_now.set()
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         """Until the next heartbeat, or earlier when stopping or when new accounts want a host."""
@@ -369,7 +420,8 @@ class SyncHost:
             finished = next((t for t in (owned.task, owned.outbox_task) if t.done()), None)
             if finished is None:
                 continue
-            error = "" if finished.cancelled() else repr(finished.exception() or "")
+            lost = not finished.cancelled() and isinstance(finished.exception(), LeaseLost)
+            error = "" if finished.cancelled() or lost else repr(finished.exception() or "")
             if error:
                 log.error("loop for account %s ended: %s", account_id, error)
             await self._drop(account_id, error=error)
@@ -385,8 +437,12 @@ class SyncHost:
         if self.layer is not None and self.channel is not None:
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(notify.outbox_group(account_id), self.channel)
-        await sync_to_async(leases.lease_release)(
-            account_id=account_id, owner=self.host_id, token=owned.lease.token, error=error
+        await lease_db(
+            leases.lease_release,
+            account_id=account_id,
+            owner=self.host_id,
+            token=owned.lease.token,
+            error=error,
         )
         log.info("%s dropped account %s", self.host_id, account_id)
 

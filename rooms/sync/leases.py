@@ -2,6 +2,8 @@
 
 Claiming bumps the fencing token; every ingest checks (owner, token) inside its own transaction, so a
 host that was paused past its lease and wakes up finds its writes refused instead of corrupting state.
+A lease whose expiry has passed is nobody's, even before another host takes it: every check refuses
+it. What the database transaction cannot cover (the crypto store, sends) is fenced in fence.py.
 """
 
 from datetime import timedelta
@@ -34,13 +36,21 @@ def lease_claim(*, account_id: int, owner: str, seconds: float) -> int | None:
         return lease.fencing_token
 
 
-def lease_renew(*, account_id: int, owner: str, token: int, seconds: float) -> bool:
-    """Extend our lease; False when another host has taken it (we must stop)."""
-    return bool(
-        SyncLease.objects.filter(account_id=account_id, owner=owner, fencing_token=token).update(
-            expires_at=timezone.now() + timedelta(seconds=seconds)
+def leases_renew(*, owner: str, tokens: dict[int, int], seconds: float) -> set[int]:
+    """Extend every lease a host holds in one statement; return the accounts renewed. The rest
+    (taken by another host, released, or run out) are lost: the host must stop them."""
+    if not tokens:
+        return set()
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=seconds)
+    held = SyncLease.objects.filter(owner=owner, account_id__in=list(tokens))
+    with transaction.atomic():
+        held.filter(fencing_token__in=set(tokens.values()), expires_at__gt=now).update(
+            expires_at=expires_at
         )
-    )
+        # Read back which were renewed: ours and stamped with this very expiry, token for token.
+        renewed = held.filter(expires_at=expires_at).values_list("account_id", "fencing_token")
+        return {account_id for account_id, token in renewed if tokens[account_id] == token}
 
 
 def lease_release(*, account_id: int, owner: str, token: int, error: str = "") -> None:
@@ -51,13 +61,18 @@ def lease_release(*, account_id: int, owner: str, token: int, error: str = "") -
 
 def lease_check(*, account_id: int, owner: str, token: int) -> None:
     """Inside a transaction: lock our lease row or raise LeaseLost."""
-    held = (
-        SyncLease.objects.select_for_update()
-        .filter(account_id=account_id, owner=owner, fencing_token=token)
-        .exists()
-    )
+    held = SyncLease.objects.select_for_update().filter(_held(account_id, owner, token)).exists()
     if not held:
         raise LeaseLost(f"account {account_id}: lease {token} no longer held by {owner}")
+
+
+def lease_held(*, account_id: int, owner: str, token: int) -> bool:
+    """Whether the lease is still ours: one indexed read, for what no transaction covers."""
+    return SyncLease.objects.filter(_held(account_id, owner, token)).exists()
+
+
+def _held(account_id: int, owner: str, token: int) -> Q:
+    return Q(account_id=account_id, owner=owner, fencing_token=token, expires_at__gt=timezone.now())
 
 
 def accounts_without_owner(*, limit: int) -> list[int]:

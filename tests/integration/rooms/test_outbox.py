@@ -73,7 +73,7 @@ async def test_send_retried_after_a_crash_makes_one_event(
     async def crash(self, txn_id, **outcome):
         raise Crash
 
-    token = await sync_to_async(lease_claim)(account_id=account.pk, owner="doomed", seconds=1)
+    token = await sync_to_async(lease_claim)(account_id=account.pk, owner="doomed", seconds=3)
     with monkeypatch.context() as patch:
         patch.setattr(OutboxSender, "_record", crash)
         async with new_http_session() as http:

@@ -1,0 +1,90 @@
+"""The lease fence of one owned account, for what no database transaction covers: the crypto store
+and everything the device sends to the homeserver.
+
+A host that was frozen (SIGSTOP, a paused VM, a long GC) past its lease must do no harm when it
+wakes, even before its next heartbeat. Two checks, both refusing once the lease may be someone else's:
+
+- `check()` costs nothing (no I/O): by this host's own clock the lease has not run out since it was
+  last claimed or renewed (timed from before the request, so never later than the expiry the
+  database holds). It runs before every crypto-store write: a host frozen past its lease fails it
+  at once, whoever holds the lease now.
+- `verify()` adds one indexed read: the lease row still names us, with our token, unexpired. It runs
+  before every request the crypto device makes, before the device absorbs a sync or encrypts, and
+  before every send.
+
+Once either fails the fence stays shut and raises LeaseLost; the host stops the account.
+
+Lease database work (these checks and the heartbeat's) runs on a thread of its own, `lease_db`, so it
+never queues behind other accounts' ingest on asgiref's shared thread (see STACK-NOTES "asgiref").
+"""
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connection
+
+from rooms.services import LeaseHandle
+from rooms.sync import leases
+from rooms.sync.leases import LeaseLost
+
+# One thread: lease work is a few indexed statements, and one connection serves them all.
+_LEASE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leases")
+
+
+async def lease_db[T](function: Callable[..., T], /, **kwargs) -> T:
+    """Run a lease function on the lease thread (keyword arguments only, like the functions)."""
+    return await sync_to_async(_call, thread_sensitive=False, executor=_LEASE_THREAD)(
+        function, kwargs
+    )
+
+
+def _call[T](function: Callable[..., T], kwargs: dict) -> T:
+    try:
+        return function(**kwargs)
+    except DatabaseError:
+        connection.close()  # the next call opens a fresh one (the database may have restarted)
+        raise
+
+
+class LeaseFence:
+    """The fence of one lease; `seconds` None means no local clock (only the database decides)."""
+
+    def __init__(
+        self, lease: LeaseHandle, seconds: float | None = None, *, since: float | None = None
+    ) -> None:
+        self.lease = lease
+        self.seconds = seconds
+        start = time.monotonic() if since is None else since
+        self.deadline = math.inf if seconds is None else start + seconds
+        self.lost = ""
+
+    def renewed(self, since: float) -> None:
+        """The heartbeat renewed the lease with a request sent at monotonic time `since`."""
+        if self.seconds is not None and not self.lost:
+            self.deadline = since + self.seconds
+
+    def check(self) -> None:
+        """Raise LeaseLost when the lease was lost or has run out by our clock (no I/O)."""
+        if not self.lost and time.monotonic() >= self.deadline:
+            self.lost = "it ran out before this host renewed it"
+        if self.lost:
+            raise LeaseLost(
+                f"account {self.lease.account_id}: lease {self.lease.token} of "
+                f"{self.lease.owner} is lost: {self.lost}"
+            )
+
+    async def verify(self) -> None:
+        """`check`, then ask the database whether the lease is still ours (one indexed read)."""
+        self.check()
+        held = await lease_db(
+            leases.lease_held,
+            account_id=self.lease.account_id,
+            owner=self.lease.owner,
+            token=self.lease.token,
+        )
+        if not held and not self.lost:
+            self.lost = "another host took it, or it ran out"
+        self.check()
