@@ -8,6 +8,7 @@ from django.db.models import Q
 from accounts.matrix import attachments, client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
+from rooms import authenticity, trust
 from rooms.links import first_link
 from rooms.models import (
     DeviceTrust,
@@ -154,8 +155,17 @@ class TimelineItem:
     thread: "ThreadSummary | None" = None
     in_thread: str = ""  # the root's event id when this is a thread reply
     preview: "LinkPreview | None" = None
+    authenticity: str = ""  # why our device cannot vouch for the sender (rooms/authenticity.py)
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
+
+    @property
+    def authenticity_text(self) -> str:
+        return authenticity.explanation(self.authenticity)
+
+    @property
+    def authenticity_red(self) -> bool:
+        return self.authenticity in authenticity.RED
 
     @property
     def day_key(self) -> str:
@@ -280,6 +290,7 @@ class RoomView:
     children: tuple = ()  # a space's rooms
     replacement: "Replacement | None" = None
     security: "RoomSecurity | None" = None
+    identity_changes: tuple = ()  # members whose identity changed since pinned (rooms/trust.py)
 
     @property
     def last_stream_id(self) -> int:
@@ -506,6 +517,7 @@ def timeline_items(
                 media=media_ref(event.raw),
                 mentions_me=event.sender != account.mxid and _mentions(event.raw, account),
                 redacted=_redacted_by_server(event.raw),
+                authenticity="" if entry.sealed else entry.authenticity,
             )
         )
     items = apply_relations(items, account=account, room=room, senders=senders)
@@ -626,6 +638,7 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
         else (),
         replacement=room_replacement(account=account, room=membership.room),
         security=room_security(account=account, membership=membership),
+        identity_changes=tuple(trust.room_identity_changes(account=account, room=membership.room)),
     )
 
 

@@ -129,7 +129,8 @@ class AccountSync:
                     from_token=gap.token,
                 )
                 events, end = services.history_chunk(raw)
-                envelopes = await decrypt_history(self.crypto.device, room_id, events)
+                origins: dict = {}
+                envelopes = await decrypt_history(self.crypto.device, room_id, events, origins)
                 await sync_to_async(services.history_ingest)(
                     account_id=self.lease.account_id,
                     room_id=room_id,
@@ -138,6 +139,7 @@ class AccountSync:
                     gap=gap,
                     next_token=end,
                     envelopes=envelopes,
+                    origins=origins,
                 )
                 if gap.pk is None:  # finished and deleted
                     break
