@@ -71,7 +71,8 @@ def entry_marks(
 ) -> dict[str, tuple[str, str]]:
     """(mark, sender device) for the account's new entries of `events`: decrypted ones by where
     their key came from, plain messages in an encrypted room as not encrypted. Two queries at
-    most, none for a plain room's messages without encrypted neighbours."""
+    most: the senders' device trust when something was decrypted, the room's encryption when
+    a plain message arrived."""
     marks: dict[str, tuple[str, str]] = {}
     decrypted = [e for e in events if e["event_id"] in envelopes]
     if decrypted:

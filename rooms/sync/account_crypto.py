@@ -175,7 +175,8 @@ class AccountCrypto:
         crypto = self.device
         if crypto is None:
             return
-        await self._load_all_members()
+        if force or _members_may_have_changed(raw):
+            await self._load_all_members()
         snapshot = crypto.trust.device_snapshot()
         lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
         if not force and snapshot == self._devices_seen and not lists.get("changed"):
@@ -213,6 +214,27 @@ class AccountCrypto:
     async def close(self) -> None:
         if self.device is not None:
             await self.device.close()
+
+
+def _members_may_have_changed(raw: dict) -> bool:
+    """Whether a /sync brought a joined room's member counts or membership events (only then
+    can lazy-loading have left members out that we did not look up yet)."""
+    rooms = raw.get("rooms") if isinstance(raw.get("rooms"), dict) else {}
+    joined = rooms.get("join") if isinstance(rooms.get("join"), dict) else {}
+    for room in joined.values():
+        if not isinstance(room, dict):
+            continue
+        if room.get("summary"):
+            return True
+        for section in ("state", "timeline"):
+            part = room.get(section) if isinstance(room.get(section), dict) else {}
+            events = part.get("events") if isinstance(part.get("events"), list) else []
+            if any(
+                isinstance(e, dict) and e.get("type") in ("m.room.member", "m.room.encryption")
+                for e in events
+            ):
+                return True
+    return False
 
 
 async def _refuse_new_keys(keys) -> None:
