@@ -7,11 +7,12 @@ import uuid
 from django.db import transaction
 
 from accounts.models import MatrixAccount
-from rooms import notify, selectors
+from rooms import authenticity, notify, selectors
 from rooms.models import (
     BackedUpRoomKey,
     DeviceTrust,
     DeviceVerification,
+    RestoredRoomKey,
     WithheldKey,
 )
 from rooms.services import LeaseHandle, MessageRejected, check_user_id, rerender_after_commit
@@ -38,9 +39,16 @@ def device_fields_save(*, lease: LeaseHandle, **fields: str) -> None:
 
 
 def device_trust_save(*, lease: LeaseHandle, devices: list) -> None:
-    """Replace the account's view of the devices it encrypts for (KnownDevice items)."""
+    """Replace the account's view of the devices it encrypts for (KnownDevice items); the marks
+    on messages from a device whose trust changed follow it, live."""
     with transaction.atomic():
         lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        before = {
+            (user_id, device_id): verified or signed
+            for user_id, device_id, verified, signed in DeviceTrust.objects.filter(
+                account_id=lease.account_id
+            ).values_list("user_id", "device_id", "verified", "cross_signed")
+        }
         DeviceTrust.objects.filter(account_id=lease.account_id).delete()
         DeviceTrust.objects.bulk_create(
             [
@@ -55,6 +63,12 @@ def device_trust_save(*, lease: LeaseHandle, devices: list) -> None:
                 for d in devices
             ]
         )
+        after = {
+            (d.user_id[:255], d.device_id[:255]): d.verified or d.cross_signed for d in devices
+        }
+        remarked = authenticity.marks_follow_trust(lease.account_id, before, after)
+        if remarked:
+            transaction.on_commit(rerender_after_commit(lease.account_id, remarked))
 
 
 def keys_withheld_save(*, lease: LeaseHandle, withheld: list) -> None:
@@ -231,4 +245,20 @@ def backup_record(*, lease: LeaseHandle, version: str, session_ids: list[str]) -
                 for s in session_ids
             ],
             ignore_conflicts=True,
+        )
+
+
+def backup_restored(*, account_id: int) -> set[str]:
+    """Session ids the account's device took from the key backup (not vouched for)."""
+    return set(
+        RestoredRoomKey.objects.filter(account_id=account_id).values_list("session_id", flat=True)
+    )
+
+
+def backup_restored_record(*, lease: LeaseHandle, session_id: str) -> None:
+    """Remember that a room key came from the backup, before the crypto store takes it."""
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        RestoredRoomKey.objects.get_or_create(
+            account_id=lease.account_id, session_id=session_id[:255]
         )

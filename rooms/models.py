@@ -160,6 +160,12 @@ class TimelineEntry(models.Model):
     # have, so the shared Event can hold the clear text: pages still show this account only what
     # its own device could read, as any Matrix client would.
     sealed = models.BooleanField(default=False)
+    # Whether this account's device can vouch for who sent the event (see rooms/authenticity.py):
+    # "" when it can, else why not. Kept per account: it is this device's decryption.
+    authenticity = models.CharField(max_length=16, blank=True, default="")
+    # The sender's device that encrypted it (as our device established it), so the mark follows
+    # that device's trust when the person verifies it or its owner cross-signs it.
+    sender_device = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -479,3 +485,44 @@ class MediaReference(models.Model):
 
     def __str__(self) -> str:
         return f"mxc://{self.server_name}/{self.media_id}"
+
+
+class RestoredRoomKey(models.Model):
+    """A Megolm session the account's device took from the key backup rather than from the
+    sender's device: whoever can write to the backup could have made it, so messages it decrypts
+    are not vouched for (as Element marks them)."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="+")
+    session_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "session_id"], name="restored_room_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} restored for {self.account_id}"
+
+
+class PinnedIdentity(models.Model):
+    """A colleague's cross-signing identity (master key) as this account first saw it, and the
+    one the homeserver shows now. When they differ the person is warned until they acknowledge
+    the new identity, which pins it."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    pinned_master_key = models.CharField(max_length=64)
+    seen_master_key = models.CharField(max_length=64)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "user_id"], name="pinned_identity")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} for {self.account_id}"
+
+    @property
+    def changed(self) -> bool:
+        return self.pinned_master_key != self.seen_master_key

@@ -8,7 +8,7 @@ from django.db.models import Q
 from accounts.matrix import attachments, client_api
 from accounts.matrix.media_api import parse_mxc
 from accounts.models import MatrixAccount
-from rooms import timeline
+from rooms import authenticity, timeline, trust
 from rooms.links import first_link
 from rooms.models import (
     DeviceTrust,
@@ -156,8 +156,17 @@ class TimelineItem:
     in_thread: str = ""  # the root's event id when this is a thread reply
     preview: "LinkPreview | None" = None
     gaps_above: tuple = ()  # timeline.GapMarker: holes still filling just above this item
+    authenticity: str = ""  # why our device cannot vouch for the sender (rooms/authenticity.py)
 
     quick_reactions = ("👍", "❤️", "😄", "🎉")
+
+    @property
+    def authenticity_text(self) -> str:
+        return authenticity.explanation(self.authenticity)
+
+    @property
+    def authenticity_red(self) -> bool:
+        return self.authenticity in authenticity.RED
 
     @property
     def day_key(self) -> str:
@@ -268,6 +277,7 @@ class RoomView:
     gaps_below: tuple = ()  # timeline.GapMarker: holes still filling below the newest item
     replacement: "Replacement | None" = None
     security: "RoomSecurity | None" = None
+    identity_changes: tuple = ()  # members whose identity changed since pinned (rooms/trust.py)
 
     @property
     def last_stream_id(self) -> int:
@@ -496,6 +506,7 @@ def timeline_items(
                 media=media_ref(event.raw),
                 mentions_me=event.sender != account.mxid and _mentions(event.raw, account),
                 redacted=_redacted_by_server(event.raw),
+                authenticity="" if entry.sealed else entry.authenticity,
             )
         )
     items = apply_relations(items, account=account, room=room, senders=senders)
@@ -615,6 +626,7 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
         view,
         replacement=room_replacement(account=account, room=membership.room),
         security=room_security(account=account, membership=membership),
+        identity_changes=tuple(trust.room_identity_changes(account=account, room=membership.room)),
     )
 
 

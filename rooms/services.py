@@ -12,7 +12,7 @@ from django.db import transaction
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import media_index, notify, previews, read_markers, redactions
+from rooms import authenticity, media_index, notify, previews, read_markers, redactions
 from rooms.gaps import gap_advance, gap_record
 from rooms.models import (
     Event,
@@ -178,6 +178,7 @@ def _store_events(
     *,
     announce: bool = True,
     envelopes: dict[str, dict] | None = None,
+    origins: dict | None = None,
 ) -> int:
     """Insert events once (event_id unique) and this account's timeline rows; replays change nothing.
 
@@ -220,6 +221,9 @@ def _store_events(
             account_id=account_id, event_id__in=stored.values()
         ).values_list("event_id", flat=True)
     )
+    new = [e for e in events if stored.get(e["event_id"]) not in already]
+    # Who our device can vouch for (origins: where each decrypted event's key came from).
+    marks = authenticity.entry_marks(account_id, room, new, envelopes or {}, origins or {})
     fresh = [
         TimelineEntry(
             account_id=account_id,
@@ -227,9 +231,10 @@ def _store_events(
             event_id=stored[e["event_id"]],
             origin_server_ts=_ts(e),
             sealed=e.get("type") == "m.room.encrypted",  # our device could not read it
+            authenticity=marks.get(e["event_id"], ("", ""))[0],
+            sender_device=marks.get(e["event_id"], ("", ""))[1],
         )
-        for e in events
-        if stored.get(e["event_id"]) not in already
+        for e in new
     ]
     # Keep the homeserver's order: entries are created in the order the events arrived.
     TimelineEntry.objects.bulk_create(fresh, ignore_conflicts=True)
@@ -327,7 +332,9 @@ def _ingest_joined(
     room, _ = Room.objects.get_or_create(room_id=joined.room_id)
     _apply_state(room, joined.state)
     _apply_state(room, joined.timeline)
-    new_events = _store_events(account_id, room, joined.timeline, envelopes=joined.envelopes)
+    new_events = _store_events(
+        account_id, room, joined.timeline, envelopes=joined.envelopes, origins=joined.origins
+    )
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
     )
@@ -648,6 +655,7 @@ def history_ingest(
     next_token: str | None = None,
     envelopes: dict[str, dict] | None = None,
     announce: bool = False,
+    origins: dict | None = None,
 ) -> tuple[int, bool]:
     """Store a /messages page (newest first) as older history; returns (new rows, finished): the
     page reached events we had, or, filling a gap, the gap is complete.
@@ -662,7 +670,12 @@ def history_ingest(
         ).exists()
         _apply_state(room, chunk, replace=False)
         new_rows = _store_events(
-            account_id, room, reversed(chunk), announce=announce, envelopes=envelopes
+            account_id,
+            room,
+            reversed(chunk),
+            announce=announce,
+            envelopes=envelopes,
+            origins=origins,
         )
         finished = known
         if gap_id is not None:
@@ -974,9 +987,12 @@ def _decrypt_in_place(
     return changed
 
 
-def events_decrypted(*, lease: LeaseHandle, decrypted: list[tuple[dict, dict]]) -> list[str]:
+def events_decrypted(
+    *, lease: LeaseHandle, decrypted: list[tuple[dict, dict]], origins: dict | None = None
+) -> list[str]:
     """Events whose keys arrived after they were stored: (clear event, envelope) pairs become
-    readable in place, live on every page that shows them. Returns the event ids changed."""
+    readable in place, live on every page that shows them, marked by where their keys came
+    from (`origins`). Returns the event ids changed."""
     if not decrypted:
         return []
     with transaction.atomic():
@@ -992,6 +1008,9 @@ def events_decrypted(*, lease: LeaseHandle, decrypted: list[tuple[dict, dict]]) 
         TimelineEntry.objects.filter(
             account_id=lease.account_id, sealed=True, event__event_id__in=list(clear)
         ).update(sealed=False)
+        authenticity.marks_after_decryption(
+            lease.account_id, {e: (origins or {}).get(e) for e in clear}
+        )
         mine = sorted({i for pair in unsealed for i in pair if i} - set(changed))
         if mine:
             transaction.on_commit(rerender_after_commit(lease.account_id, mine))

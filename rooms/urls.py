@@ -14,6 +14,11 @@ urlpatterns = [
     path("security/", views.security, name="security"),
     path("security/verify/", views.verification_start, name="verification_start"),
     path(
+        "security/identities/acknowledge/",
+        views.identity_acknowledge,
+        name="identity_acknowledge",
+    ),
+    path(
         "security/verifications/<int:verification_id>/",
         views.verification_answer,
         name="verification_answer",

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.matrix import media_api
 from accounts.matrix.errors import MatrixError
-from rooms import devices, media, selectors, services
+from rooms import devices, identities, media, selectors, services, trust
 from rooms.models import OutboxMessage
 
 # The composer's picker: the faces and symbols a team reaches for most.
@@ -602,14 +602,16 @@ def security(request: HttpRequest) -> HttpResponse:
     error = ""
     try:
         view = selectors.security(account=account)
+        changed = trust.identity_changes(account=account)
         found = selectors.devices_of(account=account, user_id=user_id) if user_id else []
     except MatrixError as failure:
-        view, found, error = None, [], failure.message
+        view, found, error, changed = None, [], failure.message, []
     return _shell(
         request,
         account,
         "rooms/security.html",
         security=view,
+        identity_changes=changed,
         lookup_user=user_id,
         lookup_devices=found,
         error=error,
@@ -628,6 +630,22 @@ def verification_answer(request: HttpRequest, verification_id: int) -> HttpRespo
         messages.error(request, str(failure))
     if request.htmx:
         return HttpResponse(status=204)  # the banner updates live as the device moves on
+    return redirect("rooms:security")
+
+
+@login_required
+@require_POST
+def identity_acknowledge(request: HttpRequest) -> HttpResponse:
+    """The person saw that a colleague's identity changed: stop warning (until it changes again)."""
+    account = _account_or_404(request)
+    user_id = request.POST.get("user_id", "")
+    try:
+        identities.identity_acknowledge(account=account, user_id=user_id)
+    except services.MessageRejected as failure:
+        messages.error(request, str(failure))
+    room_id = request.POST.get("room_id", "")
+    if room_id and selectors.membership_for(account=account, room_id=room_id) is not None:
+        return redirect("rooms:room", room_id)
     return redirect("rooms:security")
 
 

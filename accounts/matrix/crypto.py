@@ -11,7 +11,7 @@ fetch or store sync tokens.
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,9 +33,11 @@ from nio.crypto import ENCRYPTION_ENABLED
 from nio.rooms import MatrixRoom
 
 from accounts.matrix import sync_api
+from accounts.matrix.crypto_authenticity import Provenance, provenance
 from accounts.matrix.crypto_backup import KeyBackup
 from accounts.matrix.crypto_trust import DeviceTrust
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError
+from accounts.matrix.http import quote
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Decrypted:
 
     event: dict[str, Any]
     verified: bool
+    provenance: Provenance | None = None  # who sent it, as far as our device can tell
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,14 @@ class CryptoDevice:
             and await self.backup.restore(room_id, result.session_id)
         ):
             result = self.decrypt(room_id, event)
+        found = result.provenance if isinstance(result, Decrypted) else None
+        if found is not None and not found.device_known and self._client.should_query_keys:
+            # A device we had not heard of yet: ask for its keys before judging who sent it.
+            await self.housekeeping()
+            result = replace(
+                result,
+                provenance=provenance(self._client.olm, room_id, event, self.backup.restored),
+            )
         return result
 
     def _track_changed_devices(self, raw: dict[str, Any]) -> None:
@@ -286,7 +297,11 @@ class CryptoDevice:
         if "m.relates_to" not in clear_content and isinstance(envelope_relation, dict):
             clear_content = {**clear_content, "m.relates_to": envelope_relation}
         merged = {**event, "type": source["type"], "content": clear_content}
-        return Decrypted(merged, verified=bool(getattr(clear, "verified", False)))
+        return Decrypted(
+            merged,
+            verified=bool(getattr(clear, "verified", False)),
+            provenance=provenance(self._client.olm, room_id, event, self.backup.restored),
+        )
 
     async def request_key(
         self, room_id: str, event: dict[str, Any], *, again: bool = False
@@ -347,6 +362,37 @@ class CryptoDevice:
             await client.share_group_session(room_id, ignore_unverified_devices=True)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise HomeserverUnreachable() from error
+
+    async def load_members(self, room_id: str) -> list[dict[str, Any]]:
+        """Everyone joined to an encrypted room, from the homeserver (lazy-loaded sync state lacks
+        members who never spoke): nio learns them, so their devices are queried and counted, and
+        their member events are returned for the room's state."""
+        reply = await self.request(
+            "GET", f"/_matrix/client/v3/rooms/{quote(room_id)}/members?membership=join"
+        )
+        chunk = reply.get("chunk") if isinstance(reply.get("chunk"), list) else []
+        events = [
+            e
+            for e in chunk
+            if isinstance(e, dict)
+            and e.get("type") == "m.room.member"
+            and isinstance(e.get("state_key"), str)
+            and isinstance(e.get("event_id"), str)
+            and isinstance(e.get("sender"), str)
+            and isinstance(e.get("content"), dict)
+            and e["content"].get("membership") == "join"
+        ]
+        client = self._client
+        room = client.rooms.get(room_id)
+        if room is None:
+            room = client.rooms[room_id] = MatrixRoom(room_id, self.user_id, encrypted=True)
+        room.encrypted = True
+        for event in events:
+            name = event["content"].get("displayname")
+            room.add_member(event["state_key"], name if isinstance(name, str) else None, None)
+        client.olm.update_tracked_users(room)
+        await self.housekeeping()  # query the newly tracked people's devices now
+        return events
 
     def knows_encrypted(self, room_id: str) -> bool:
         """Whether nio has seen this room's m.room.encryption (kept in its store)."""

@@ -21,6 +21,10 @@ class BackupLedger(Protocol):
 
     async def add(self, version: str, session_ids: list[str]) -> None: ...
 
+    async def restored(self) -> set[str]: ...
+
+    async def add_restored(self, session_id: str) -> None: ...
+
 
 class KeyBackup:
     def __init__(self, device) -> None:
@@ -29,6 +33,9 @@ class KeyBackup:
         self._uploaded: set[str] = set()  # session ids the backup holds
         self._absent: set[str] = set()  # session ids the backup did not have
         self._ledger: BackupLedger | None = None
+        # Sessions taken from the backup, not from their sender: their messages are not vouched
+        # for (see crypto_authenticity).
+        self.restored: set[str] = set()
 
     async def ensure(
         self,
@@ -41,6 +48,8 @@ class KeyBackup:
         awaited with a fresh key before the backup exists). Returns its version, or "" when the
         account's backup belongs to a key we do not hold (another client made it)."""
         self._ledger = ledger
+        if ledger is not None:
+            self.restored |= await ledger.restored()
         try:
             info = await self._device.request("GET", "/_matrix/client/v3/room_keys/version")
         except MatrixError as error:
@@ -154,6 +163,9 @@ class KeyBackup:
         if session.id != session_id:
             self._absent.add(session_id)
             return False
+        self.restored.add(session_id)
+        if self._ledger is not None:
+            await self._ledger.add_restored(session_id)
         olm = self._device.client.olm
         if olm.inbound_group_store.add(session):
             olm.store.save_inbound_group_session(session)

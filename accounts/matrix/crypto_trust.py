@@ -24,6 +24,15 @@ class KnownDevice:
     cross_signed: bool  # signed by its owner's self-signing key, itself signed by their master
 
 
+@dataclass(frozen=True)
+class Identities:
+    """What one /keys/query round told us: the devices we encrypt for, and each other person's
+    cross-signing identity (master key), to pin on first sight."""
+
+    devices: list[KnownDevice]
+    master_keys: dict[str, str]
+
+
 class DeviceTrust:
     def __init__(self, device) -> None:
         self._device = device  # the CryptoDevice whose trust this is
@@ -97,8 +106,12 @@ class DeviceTrust:
         )
 
     async def known_devices(self) -> list[KnownDevice]:
+        return (await self.identities()).devices
+
+    async def identities(self) -> Identities:
         """Every device nio tracks, with whether its owner cross-signed it (checked here from the
-        homeserver's keys: nio itself knows nothing of cross-signing)."""
+        homeserver's keys: nio itself knows nothing of cross-signing), and their owners' master
+        keys."""
         devices = [
             d
             for d in self._device.client.olm.device_store
@@ -107,16 +120,22 @@ class DeviceTrust:
         ]
         users = sorted({d.user_id for d in devices})
         signed: set[tuple[str, str]] = set()
+        masters: dict[str, str] = {}
         for start in range(0, len(users), 100):
             keys = await self._device.post(
                 "/_matrix/client/v3/keys/query",
                 {"device_keys": {u: [] for u in users[start : start + 100]}},
             )
             signed |= owner_signed_devices(keys)
-        return [
-            KnownDevice(d.user_id, d.id, d.ed25519, d.verified, (d.user_id, d.id) in signed)
-            for d in devices
-        ]
+            masters.update(master_keys(keys))
+        masters.pop(self._device.user_id, None)  # our own identity is ours to manage
+        return Identities(
+            [
+                KnownDevice(d.user_id, d.id, d.ed25519, d.verified, (d.user_id, d.id) in signed)
+                for d in devices
+            ],
+            masters,
+        )
 
     async def _query_own_keys(self) -> dict[str, Any]:
         return await self._device.post(
@@ -159,3 +178,14 @@ def owner_signed_devices(keys_query: dict[str, Any]) -> set[tuple[str, str]]:
             if isinstance(device, dict) and verify_signature(device, user_id, ssk_key):
                 signed.add((user_id, device_id))
     return signed
+
+
+def master_keys(keys_query: dict[str, Any]) -> dict[str, str]:
+    """Each user's master cross-signing key (public, base64) in a /keys/query answer."""
+    found = {}
+    masters = keys_query.get("master_keys")
+    for user_id, key in (masters if isinstance(masters, dict) else {}).items():
+        public = public_key_of(key)
+        if isinstance(user_id, str) and public:
+            found[user_id[:255]] = public[:64]
+    return found

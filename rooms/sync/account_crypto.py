@@ -17,10 +17,16 @@ from accounts.matrix.cross_signing import CrossSigningKeys
 from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable
 from accounts.matrix.errors import MatrixError
 from accounts.matrix.key_backup import BackupKey
-from rooms import devices, selectors
+from rooms import devices, identities, room_members, selectors
 from rooms.services import LeaseHandle
-from rooms.sync.decryption import apply_decryptions, retry_sealed, room_events
+from rooms.sync.decryption import (
+    apply_decryptions,
+    request_missing_keys,
+    retry_sealed,
+    room_events,
+)
 from rooms.sync.fence import LeaseFence
+from rooms.sync.key_requests import KeyRequestSchedule
 from rooms.sync.verifying import VerificationDriver
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ class AccountCrypto:
         self.ready = asyncio.Event()
         self.unavailable = ""
         self._devices_seen: frozenset = frozenset()
+        self.key_requests = KeyRequestSchedule(settings.KEY_REQUEST_RETRY_SECONDS)
+        self._members_loaded: dict[str, int] = {}  # room id -> member count we loaded for
 
     async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
         self.lease = lease
@@ -152,8 +160,7 @@ class AccountCrypto:
         await sync_to_async(devices.keys_withheld_save)(
             lease=self.lease, withheld=absorbed.withheld
         )
-        for room_id, event in apply_decryptions(batch, absorbed):
-            await crypto.request_key(room_id, event)
+        await request_missing_keys(self.lease, crypto, apply_decryptions(batch, absorbed))
         if self.verifications is not None:
             await self.verifications.after_sync(raw)
         return {session_id for _, session_id in absorbed.keys_arrived}
@@ -161,7 +168,13 @@ class AccountCrypto:
     async def retry_sealed(self, session_ids: set[str] | None, *, ask_again: bool = False) -> None:
         """Decrypt what our device could not read before (see decryption.retry_sealed)."""
         if self.device is not None and self.lease is not None:
-            await retry_sealed(self.lease, self.device, session_ids, ask_again=ask_again)
+            await retry_sealed(
+                self.lease,
+                self.device,
+                session_ids,
+                ask_again=ask_again,
+                schedule=self.key_requests,
+            )
 
     async def export_devices(self, raw: dict, *, force: bool = False) -> None:
         """Keep the database's copy of the devices we encrypt for (and their trust) current, for
@@ -169,21 +182,66 @@ class AccountCrypto:
         crypto = self.device
         if crypto is None:
             return
+        if force or _members_may_have_changed(raw):
+            await self._load_all_members()
         snapshot = crypto.trust.device_snapshot()
         lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
         if not force and snapshot == self._devices_seen and not lists.get("changed"):
             return
         try:
-            known = await crypto.trust.known_devices()
+            known = await crypto.trust.identities()
         except MatrixError as error:
             log.info("device trust for %s not refreshed: %s", crypto.user_id, error.message)
             return
-        await sync_to_async(devices.device_trust_save)(lease=self.lease, devices=known)
+        await sync_to_async(devices.device_trust_save)(lease=self.lease, devices=known.devices)
+        await sync_to_async(identities.identities_pin)(
+            lease=self.lease, master_keys=known.master_keys
+        )
         self._devices_seen = snapshot
+
+    async def _load_all_members(self) -> None:
+        """Learn the members lazy-loading left out of encrypted rooms (once per member count
+        seen), so their devices are queried and counted like everyone else's."""
+        missing = await sync_to_async(room_members.rooms_missing_members)(
+            account_id=self.lease.account_id
+        )
+        for room_id, count in missing.items():
+            if self._members_loaded.get(room_id) == count:
+                continue
+            self._members_loaded[room_id] = count
+            try:
+                events = await self.device.load_members(room_id)
+            except MatrixError as error:
+                log.info("members of %s not loaded: %s", room_id, error.message)
+                continue
+            await sync_to_async(room_members.room_members_fill)(
+                lease=self.lease, room_id=room_id, events=events
+            )
 
     async def close(self) -> None:
         if self.device is not None:
             await self.device.close()
+
+
+def _members_may_have_changed(raw: dict) -> bool:
+    """Whether a /sync brought a joined room's member counts or membership events (only then
+    can lazy-loading have left members out that we did not look up yet)."""
+    rooms = raw.get("rooms") if isinstance(raw.get("rooms"), dict) else {}
+    joined = rooms.get("join") if isinstance(rooms.get("join"), dict) else {}
+    for room in joined.values():
+        if not isinstance(room, dict):
+            continue
+        if room.get("summary"):
+            return True
+        for section in ("state", "timeline"):
+            part = room.get(section) if isinstance(room.get(section), dict) else {}
+            events = part.get("events") if isinstance(part.get("events"), list) else []
+            if any(
+                isinstance(e, dict) and e.get("type") in ("m.room.member", "m.room.encryption")
+                for e in events
+            ):
+                return True
+    return False
 
 
 async def _refuse_new_keys(keys) -> None:
@@ -205,3 +263,9 @@ class _Ledger:
         await sync_to_async(devices.backup_record)(
             lease=self.lease, version=version, session_ids=session_ids
         )
+
+    async def restored(self) -> set[str]:
+        return await sync_to_async(devices.backup_restored)(account_id=self.lease.account_id)
+
+    async def add_restored(self, session_id: str) -> None:
+        await sync_to_async(devices.backup_restored_record)(lease=self.lease, session_id=session_id)

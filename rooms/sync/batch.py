@@ -22,6 +22,8 @@ class JoinedRoomBatch:
     # Encrypted events we decrypted: event id -> the envelope as received (the timeline holds the
     # clear event in its place).
     envelopes: dict[str, dict] = field(default_factory=dict)
+    # Where each decrypted event's room key came from (event id -> Provenance), for its mark.
+    origins: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

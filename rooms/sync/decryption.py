@@ -1,5 +1,7 @@
 """Between /sync and ingest: encrypted timeline events replaced by what their senders wrote."""
 
+from typing import Any
+
 from asgiref.sync import sync_to_async
 
 from accounts.matrix.crypto import (
@@ -10,9 +12,11 @@ from accounts.matrix.crypto import (
     Undecrypted,
     is_encrypted_event,
 )
-from rooms import selectors, services
+from rooms import selectors, services, trust
+from rooms.selectors import megolm_session_id
 from rooms.services import LeaseHandle
 from rooms.sync.batch import SyncBatch
+from rooms.sync.key_requests import KeyRequestSchedule
 
 
 def room_events(batch: SyncBatch) -> dict[str, RoomEvents]:
@@ -29,16 +33,36 @@ def apply_decryptions(batch: SyncBatch, absorbed: Absorbed) -> list[tuple[str, d
             result = absorbed.results.get(event["event_id"])
             if isinstance(result, Decrypted):
                 joined.envelopes[event["event_id"]] = event
+                joined.origins[event["event_id"]] = result.provenance
                 joined.timeline[index] = result.event
             elif isinstance(result, Undecrypted) and result.reason == "missing_key":
                 missing.append((joined.room_id, event))
     return missing
 
 
+async def request_missing_keys(
+    lease: LeaseHandle, crypto: CryptoDevice, missing: list[tuple[str, dict]]
+) -> None:
+    """Ask our other devices once for each key we lack, but not for keys their senders withheld
+    (they said they will not share them: asking again only adds traffic)."""
+    if not missing:
+        return
+    withheld = await sync_to_async(trust.withheld_session_ids)(
+        account_id=lease.account_id, session_ids={megolm_session_id(e) for _, e in missing}
+    )
+    for room_id, event in missing:
+        if megolm_session_id(event) not in withheld:
+            await crypto.request_key(room_id, event)
+
+
 async def decrypt_history(
-    crypto: CryptoDevice | None, room_id: str, events: list[dict]
+    crypto: CryptoDevice | None,
+    room_id: str,
+    events: list[dict],
+    origins: dict[str, Any] | None = None,
 ) -> dict[str, dict]:
-    """Decrypt a /messages page in place (as sync does); returns the envelopes of what we read."""
+    """Decrypt a /messages page in place (as sync does); returns the envelopes of what we read
+    (and fills `origins` with where their keys came from)."""
     envelopes: dict[str, dict] = {}
     if crypto is None:
         return envelopes
@@ -48,6 +72,8 @@ async def decrypt_history(
         result = await crypto.decrypt_or_restore(room_id, event)
         if isinstance(result, Decrypted):
             envelopes[event["event_id"]] = event
+            if origins is not None:
+                origins[event["event_id"]] = result.provenance
             events[index] = result.event
     return envelopes
 
@@ -59,19 +85,35 @@ async def retry_sealed(
     *,
     ask_again: bool = False,
     limit: int = 500,
+    schedule: KeyRequestSchedule | None = None,
 ) -> int:
     """Decrypt stored events our device could not read before (keys arrived since, or history
     fetched by a page); pages update in place. With `ask_again`, keys still missing are asked for
-    again from our other devices. Returns how many became readable."""
+    again from our other devices, as often as `schedule` allows and never when withheld.
+    Returns how many became readable."""
     waiting = await sync_to_async(selectors.events_awaiting_keys)(
         account_id=lease.account_id, session_ids=session_ids, limit=limit
     )
-    decrypted = []
+    withheld = await sync_to_async(trust.withheld_session_ids)(
+        account_id=lease.account_id, session_ids={megolm_session_id(e) for _, e in waiting}
+    )
+    decrypted, origins = [], {}
+    asked: set[str] = set()
     for room_id, event in waiting:
         result = await crypto.decrypt_or_restore(room_id, event)
+        session_id = megolm_session_id(event)
         if isinstance(result, Decrypted):
             decrypted.append((result.event, event))
-        elif result.reason == "missing_key":
-            await crypto.request_key(room_id, event, again=ask_again)
-    await sync_to_async(services.events_decrypted)(lease=lease, decrypted=decrypted)
+            origins[event["event_id"]] = result.provenance
+            if schedule is not None:
+                schedule.forget(session_id)
+        elif result.reason == "missing_key" and session_id not in withheld:
+            again = ask_again and session_id not in asked
+            if again and schedule is not None and not schedule.due(session_id):
+                continue
+            asked.add(session_id)
+            await crypto.request_key(room_id, event, again=again)
+    await sync_to_async(services.events_decrypted)(
+        lease=lease, decrypted=decrypted, origins=origins
+    )
     return len(decrypted)

@@ -89,7 +89,8 @@ class GapFiller:
                 )
                 raise
             events, end = services.history_chunk(raw)
-            envelopes = await decrypt_history(self.crypto.device, gap.room_id, events)
+            origins: dict = {}
+            envelopes = await decrypt_history(self.crypto.device, gap.room_id, events, origins)
             _, finished = await sync_to_async(services.history_ingest)(
                 account_id=self.lease.account_id,
                 room_id=gap.room_id,
@@ -98,6 +99,7 @@ class GapFiller:
                 gap_id=gap.gap_id,
                 next_token=end,
                 envelopes=envelopes,
+                origins=origins,
                 announce=True,
             )
             if finished:
