@@ -32,6 +32,8 @@ class HomeserverProxy:
         self.forget_after = 0.25
         self._first_put: dict[str, float] = {}
         self.puts: list[str] = []  # paths of the PUTs that reached the homeserver
+        # Called once a PUT reached the homeserver, before its answer goes back (kill the sender).
+        self.after_put: Callable[[web.Request], None] | None = None
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -77,6 +79,8 @@ class HomeserverProxy:
             payload = await upstream.read()
             if is_put:
                 self.puts.append(request.path)
+                if self.after_put is not None:
+                    self.after_put(request)
                 if self.drop_put_answers > 0:
                     self.drop_put_answers -= 1
                     request.transport.close()  # the homeserver has it; the client never hears

@@ -10,6 +10,7 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.template.loader import render_to_string
 from nio import RoomCreateResponse
 
 from accounts.matrix import client_api
@@ -105,6 +106,10 @@ async def test_an_outage_keeps_messages_waiting_in_order_until_the_server_is_bac
         first, second, third = await sync_to_async(rows)(*sent)
         assert [m.status for m in (first, second, third)] == ["pending"] * 3
         assert first.waiting and "Waiting for the homeserver" in first.error
+        shown = await sync_to_async(render_to_string)(
+            "rooms/room.html#outbox-item", {"message": first}
+        )
+        assert "waiting for the server" in shown and "not sent" not in shown
         # Order within the room: nothing behind the first message went ahead of it.
         assert second.attempts == third.attempts == 0
         assert proxy.puts == []
