@@ -71,6 +71,8 @@
     const target = event.detail.target;
     const fragment = event.detail.fragment;
     if (!target || !fragment || !target.querySelectorAll) return;
+    // Only swaps that replace the element (outerHTML) can lose a form; appends add beside it.
+    if (!target.id || !Array.from(fragment.children || []).some((el) => el.id === target.id)) return;
     const busy = Array.from(target.querySelectorAll("form")).filter(
       (form) => Array.from(form.elements).some(typingIn));
     if (!busy.length) return;
@@ -83,10 +85,10 @@
       const slot = place && (keep === form ? place : place.parentElement.matches("details") && place.parentElement);
       return slot ? [keep, slot] : null;
     });
-    if (moves.includes(null) || !target.id) {
+    if (moves.includes(null)) {
       // Nowhere to keep it: apply the update once the form is sent or put away.
       event.detail.shouldSwap = false;
-      if (target.id) deferred.set(target.id, fragment.cloneNode(true));
+      deferred.set(target.id, fragment.cloneNode(true));
       return;
     }
     moves.forEach(([keep, slot]) => slot.replaceWith(keep));

@@ -55,6 +55,12 @@ def test_a_live_update_never_closes_an_edit_in_progress(
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
         "Edit your message"
     )
+    # New messages still arrive below while the form stays open.
+    bob.send(room_id, "Sounds good")
+    page.locator("ol.timeline li.event", has_text="Sounds good").wait_for()
+    assert editor.input_value() == "The meeting is on Tues"
+    editor.focus()
+    editor.press("End")
     page.keyboard.type("day")
     mine.locator("button:has-text('Save')").click()
 

@@ -274,3 +274,33 @@ async def test_a_revoked_token_stops_the_account_once_until_the_person_signs_in_
         assert await until(lambda: rows(message)[0].status == "sent")
     page = await sync_to_async(client.get)(f"/rooms/{room.room_id}/")
     assert "Your session on the homeserver ended" not in page.content.decode()
+
+
+async def test_a_token_revoked_before_the_host_starts_stops_the_account_once(
+    client, matrix_user_factory
+):
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    await sync_to_async(matrix_request)(
+        account.homeserver_url, "POST", "/_matrix/client/v3/logout", token=account.access_token
+    )
+    async with running_host(1.5) as host:
+
+        def stopped_once() -> bool:
+            lease = SyncLease.objects.filter(account=account).first()
+            return (
+                MatrixAccount.objects.get(pk=account.pk).session_ended
+                and lease is not None
+                and lease.owner == ""
+            )
+
+        assert await until(stopped_once)
+        token = (await sync_to_async(SyncLease.objects.get)(account=account)).fencing_token
+
+        def heartbeat_at():
+            return SyncHostRecord.objects.get(host_id=host.host_id).heartbeat_at
+
+        seen = {await sync_to_async(heartbeat_at)()}
+        assert await until(lambda: seen.add(heartbeat_at()) or len(seen) >= 4, timeout=10)
+        lease = await sync_to_async(SyncLease.objects.get)(account=account)
+        assert lease.fencing_token == token == 1 and lease.owner == ""
