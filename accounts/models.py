@@ -53,6 +53,11 @@ class MatrixAccount(models.Model):
         return self.mxid
 
     @property
+    def session_ended(self) -> bool:
+        """The homeserver revoked our token (see rooms/sessions.py): the person must sign in."""
+        return self.is_active and not self.access_token
+
+    @property
     def localpart(self) -> str:
         return self.mxid[1:].split(":", 1)[0]
 

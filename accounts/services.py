@@ -250,6 +250,21 @@ def _free_username(user_id: str) -> str:
     return candidate
 
 
+def account_session_end(*, account_id: int, rejected_token: str) -> tuple[bool, bool]:
+    """The homeserver refused `rejected_token`. Forget it if it is still the stored one, so no host
+    claims the account until the person signs in again. Returns (session over, token cleared now);
+    the session is not over when a sign-in stored a new token meanwhile."""
+    with transaction.atomic():
+        account = MatrixAccount.objects.select_for_update().filter(pk=account_id).first()
+        if account is None or not account.access_token:
+            return True, False
+        if account.access_token != rejected_token:
+            return False, False
+        account.access_token = ""
+        account.save(update_fields=["access_token", "updated_at"])
+        return True, True
+
+
 # --- changes from the admin console ---
 
 

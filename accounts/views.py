@@ -14,7 +14,7 @@ from accounts.forms import SignInForm
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
 def sign_in(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
+    if request.user.is_authenticated and not _session_ended(request.user):
         return redirect("rooms:home")
     form = SignInForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
@@ -27,6 +27,12 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         status = 429 if form.locked_out else 400
     return render(request, "accounts/login.html", {"form": form}, status=status)
+
+
+def _session_ended(user) -> bool:
+    """Signed in here, but the homeserver revoked the device's token: signing in again renews it."""
+    account = getattr(user, "matrix_account", None)
+    return account is not None and account.session_ended
 
 
 @require_POST

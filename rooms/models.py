@@ -245,7 +245,11 @@ class OutboxMessage(models.Model):
     status = models.CharField(max_length=8, choices=STATUSES, default=PENDING)
     event_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # A pending row with an error is waiting for the server (a transient failure), not failed.
     error = models.TextField(blank=True)
+    # An earlier attempt may have reached the homeserver (timeout, dropped connection, 5xx): before
+    # sending again, look for its echo, since the homeserver forgets transaction ids after a while.
+    maybe_delivered = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -254,6 +258,11 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.txn_id} {self.status}"
+
+    @property
+    def waiting(self) -> bool:
+        """Queued behind a homeserver that is down or struggling: it will go when it can."""
+        return self.status == self.PENDING and bool(self.error)
 
 
 class TimelineGap(models.Model):

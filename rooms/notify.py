@@ -79,6 +79,12 @@ def outbox_status(*, account_id: int, txn_id: str) -> None:
     _push_html(account_id, html)
 
 
+def session_ended(*, account_id: int) -> None:
+    """Tell the person's open pages that the homeserver ended their session."""
+    html = render_to_string("rooms/live.html#session-notice", {"ended": True, "oob": True})
+    _push_html(account_id, html)
+
+
 def outbox_nudge(*, account_id: int) -> None:
     """Wake the sync host that owns the account: a message is waiting to be sent."""
     _group_send(outbox_group(account_id), {"type": "outbox.nudge", "account_id": account_id})

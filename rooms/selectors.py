@@ -766,10 +766,12 @@ class PendingSend:
     encrypted: bool  # the room is end-to-end encrypted: the owner encrypts before sending
     encryption_settings: dict | None = None  # the room's m.room.encryption content
     state_known: bool = True  # the room's state has synced (else we cannot know it is plain)
+    maybe_delivered: bool = False  # an earlier attempt may have reached the homeserver
+    queued_at_ms: int = 0  # when the person sent it: its echo cannot be older
 
 
 def outbox_pending(*, account_id: int) -> list[PendingSend]:
-    """The account's queued messages, oldest first."""
+    """The account's queued messages, oldest first (the sender keeps each room's order)."""
     encrypted = encrypted_room_ids(account_id=account_id)
     rows = list(
         OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
@@ -792,6 +794,8 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             row.room.room_id in encrypted,
             settings.get(row.room.room_id),
             row.room.room_id in synced,
+            row.maybe_delivered,
+            int(row.created_at.timestamp() * 1000),
         )
         for row in rows
     ]

@@ -298,24 +298,26 @@ def _ts(event: dict) -> int:
 
 
 def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> None:
-    """Record state events as the room's current state. Older history (`replace=False`) only
-    fills in what is missing: it must not overwrite newer state."""
+    """Record state events as the room's current state. RoomState is shared by every account in
+    the room, and one whose sync lags delivers older state: a state event replaces what we hold
+    only when it is at least as new. The client API exposes no depth or stream ordering, so the
+    event's origin_server_ts decides, compared inside the UPDATE so concurrent writers cannot
+    interleave. Older history (`replace=False`) only fills in what is missing."""
     events = list(events)
-    store = RoomState.objects.update_or_create if replace else RoomState.objects.get_or_create
     for event in events:
         if "state_key" not in event:
             continue
-        store(
-            room=room,
-            event_type=event["type"],
-            state_key=event["state_key"],
-            defaults={
-                "event_id": event["event_id"],
-                "sender": event["sender"],
-                "content": event.get("content", {}),
-                "origin_server_ts": _ts(event),
-            },
-        )
+        ts = _ts(event)
+        fields = {
+            "event_id": event["event_id"],
+            "sender": event["sender"],
+            "content": event.get("content", {}),
+            "origin_server_ts": ts,
+        }
+        key = {"room": room, "event_type": event["type"], "state_key": event["state_key"]}
+        if replace and RoomState.objects.filter(**key, origin_server_ts__lte=ts).update(**fields):
+            continue
+        RoomState.objects.get_or_create(**key, defaults=fields)
     media_index.index_state(room, events)
 
 
@@ -338,6 +340,7 @@ def _ingest_joined(
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
     )
+    before = _field_values(membership)
     if joined.heroes is not None:
         membership.heroes = joined.heroes
     if joined.joined_count is not None:
@@ -368,7 +371,7 @@ def _ingest_joined(
         membership.is_direct = joined.room_id in direct
     latest = max((_ts(e) for e in joined.timeline), default=0)
     membership.last_activity_ts = max(membership.last_activity_ts, latest)
-    membership.save()
+    _save_changed(membership, before)
     if new_events:
         previews.schedule(
             account_id=account_id, events=joined.timeline, encrypted=membership.is_encrypted
@@ -412,6 +415,7 @@ def _ingest_invite(
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
     )
+    before = _field_values(membership)
     membership.membership = Membership.INVITE
     membership.invite_state = invited.stripped_state
     membership.inviter = inviter[:255]
@@ -424,7 +428,22 @@ def _ingest_invite(
     elif direct is not None:
         membership.is_direct = invited.room_id in direct
     membership.last_activity_ts = max(membership.last_activity_ts, _ts(own or {}))
-    membership.save()
+    _save_changed(membership, before)
+
+
+def _field_values(membership: Membership) -> dict:
+    return {f.attname: getattr(membership, f.attname) for f in Membership._meta.concrete_fields}
+
+
+def _save_changed(membership: Membership, before: dict) -> None:
+    """Save only the columns this sync changed: other writers (read markers, history paging from
+    a page, another host's ingest) update the same row, and a full save would undo their work."""
+    if membership.pk is None:
+        membership.save()
+        return
+    changed = [name for name, value in before.items() if getattr(membership, name) != value]
+    if changed:
+        membership.save(update_fields=[*changed, "updated_at"])
 
 
 def _ingest_left(account_id: int, left: LeftRoomBatch) -> int:
@@ -452,7 +471,6 @@ def sync_state_next_batch(*, account_id: int) -> str:
 # --- sending (the outbox) ---
 
 MAX_BODY_CHARS = 32_000
-MAX_SEND_ATTEMPTS = 6
 
 
 class MessageRejected(ValueError):
@@ -573,46 +591,6 @@ def message_redact(
     if reason.strip():
         content["reason"] = reason.strip()[:500]
     return _queue(account_id=account_id, room=room, content=content, event_type="m.room.redaction")
-
-
-def message_retry(*, account_id: int, txn_id: str) -> OutboxMessage:
-    """Put a failed message back in the queue under the same transaction id."""
-    with transaction.atomic():
-        message = OutboxMessage.objects.select_for_update().get(
-            account_id=account_id, txn_id=txn_id
-        )
-        if message.status == OutboxMessage.FAILED:
-            message.status, message.error, message.attempts = OutboxMessage.PENDING, "", 0
-            message.save(update_fields=["status", "error", "attempts", "updated_at"])
-            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
-    return message
-
-
-def outbox_record_attempt(
-    *, lease: LeaseHandle, txn_id: str, event_id: str = "", error: str = "", permanent: bool = False
-) -> OutboxMessage | None:
-    """The sync host's report on one send: accepted (event id), or an error to retry or give up on."""
-    with transaction.atomic():
-        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
-        message = (
-            OutboxMessage.objects.select_for_update()
-            .filter(account_id=lease.account_id, txn_id=txn_id)
-            .first()
-        )
-        if message is None or message.status != OutboxMessage.PENDING:
-            return message
-        message.attempts += 1
-        if event_id:
-            message.status, message.event_id, message.error = OutboxMessage.SENT, event_id, ""
-        else:
-            message.error = error[:2000]
-            if permanent or message.attempts >= MAX_SEND_ATTEMPTS:
-                message.status = OutboxMessage.FAILED
-        message.save()
-        if message.status != OutboxMessage.PENDING:
-            account_id, txn = lease.account_id, txn_id
-            transaction.on_commit(lambda: notify.outbox_status(account_id=account_id, txn_id=txn))
-        return message
 
 
 # --- membership changes made from pages (no crypto state involved: the web process may call) ---

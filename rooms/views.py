@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.matrix import media_api
 from accounts.matrix.errors import MatrixError
-from rooms import devices, identities, media, selectors, services, trust
+from rooms import devices, identities, media, outbox, selectors, services, trust
 from rooms.models import OutboxMessage
 
 # The composer's picker: the faces and symbols a team reaches for most.
@@ -223,7 +223,7 @@ def room_send(request: HttpRequest, room_id: str) -> HttpResponse:
 def outbox_retry(request: HttpRequest, room_id: str, txn_id: str) -> HttpResponse:
     account, _membership = _joined_or_404(request, room_id)
     try:
-        message = services.message_retry(account_id=account.pk, txn_id=txn_id)
+        message = outbox.message_retry(account_id=account.pk, txn_id=txn_id)
     except OutboxMessage.DoesNotExist:
         raise Http404("No such message.") from None
     if not request.htmx:

@@ -23,6 +23,11 @@ class HomeserverUnreachable(MatrixError):
         "The Matrix homeserver cannot be reached right now. Nothing was changed; try again shortly."
     )
 
+    def __init__(self, message: str | None = None, *, reached: bool = True, **kwargs) -> None:
+        # False only when no connection was made: the request cannot have had any effect.
+        self.reached = reached
+        super().__init__(message, **kwargs)
+
 
 class InvalidCredentials(MatrixError):
     default_message = "That user name and password do not match an account on this homeserver."
@@ -58,3 +63,16 @@ class TokenInvalid(MatrixError):
 
 class NotConfigured(MatrixError):
     default_message = "The Matrix homeserver is not configured for this workspace."
+
+
+PERMANENT_STATUSES = range(400, 500)
+
+
+def is_transient(error: MatrixError) -> bool:
+    """Worth trying again later: the homeserver was away, busy or broken (5xx, timeouts, rate
+    limits), as opposed to a refusal of the request itself (4xx: forbidden, too large, unknown room)."""
+    if isinstance(error, HomeserverUnreachable | RateLimited):
+        return True
+    if isinstance(error, TokenInvalid):
+        return False
+    return error.status is None or error.status not in PERMANENT_STATUSES

@@ -96,7 +96,7 @@ def error_from_response(status: int, payload: bytes) -> MatrixError:
         decoded = {}
     errcode = str(decoded.get("errcode", ""))
     detail = str(decoded.get("error", ""))[:300]
-    if status in (502, 503, 504) and not errcode:
+    if status >= 500 and not errcode:  # a proxy or a crashed worker: worth retrying
         return HomeserverUnreachable(status=status)
     if errcode == "M_LIMIT_EXCEEDED" or status == 429:
         retry = decoded.get("retry_after_ms", 0)

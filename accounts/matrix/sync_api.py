@@ -49,6 +49,8 @@ async def request_json(
             payload = await response.read()
             if response.status != 200:
                 raise error_from_response(response.status, payload)
+    except aiohttp.ClientConnectorError as error:
+        raise HomeserverUnreachable(reached=False) from error
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         raise HomeserverUnreachable() from error
     try:
@@ -130,3 +132,64 @@ async def room_encryption(
         if error.errcode == "M_NOT_FOUND":
             return None
         raise
+
+
+async def set_typing(
+    http: aiohttp.ClientSession,
+    *,
+    homeserver_url: str,
+    access_token: str,
+    room_id: str,
+    user_id: str,
+    typing: bool,
+) -> None:
+    """Start or stop the account's typing notice in a room."""
+    url = f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/typing/{quote(user_id)}"
+    body: dict[str, Any] = {"typing": typing}
+    if typing:
+        body["timeout"] = 6000
+    await request_json(http, "PUT", url, access_token, 10, body=body)
+
+
+ECHO_SEARCH_PAGES = 10
+
+
+async def find_own_event(
+    http: aiohttp.ClientSession,
+    *,
+    homeserver_url: str,
+    access_token: str,
+    room_id: str,
+    user_id: str,
+    txn_id: str,
+    not_before_ms: int,
+) -> str | None:
+    """The id of the event this device sent under `txn_id`, if the room has it.
+
+    The homeserver remembers transaction ids only for a while, so a send retried much later could
+    post twice: look for its echo (`unsigned.transaction_id`, shown to the sending device) among our
+    own recent events, back to `not_before_ms`, before sending again."""
+    event_filter = json.dumps({"senders": [user_id]}, separators=(",", ":"))
+    token = ""
+    for _ in range(ECHO_SEARCH_PAGES):
+        params = {"dir": "b", "limit": "100", "filter": event_filter}
+        if token:
+            params["from"] = token
+        url = (
+            f"{homeserver_url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?"
+            f"{urllib.parse.urlencode(params)}"
+        )
+        page = await request_json(http, "GET", url, access_token, 30)
+        chunk = page.get("chunk") if isinstance(page.get("chunk"), list) else []
+        for event in chunk:
+            unsigned = event.get("unsigned") if isinstance(event, dict) else None
+            if isinstance(unsigned, dict) and unsigned.get("transaction_id") == txn_id:
+                event_id = event.get("event_id")
+                return event_id if isinstance(event_id, str) else None
+        oldest = min(
+            (e.get("origin_server_ts", 0) for e in chunk if isinstance(e, dict)), default=0
+        )
+        token = page.get("end") if isinstance(page.get("end"), str) else ""
+        if not chunk or not token or (isinstance(oldest, int) and oldest < not_before_ms):
+            return None
+    return None

@@ -23,9 +23,16 @@ from django.conf import settings
 from django.db import connections
 
 from accounts.matrix import sync_api
-from accounts.matrix.errors import HomeserverUnreachable, MatrixError, RateLimited, TokenInvalid
-from rooms import notify, selectors, services
+from accounts.matrix.errors import (
+    HomeserverUnreachable,
+    MatrixError,
+    RateLimited,
+    TokenInvalid,
+    is_transient,
+)
+from rooms import notify, outbox, selectors, services, sessions
 from rooms.services import LeaseHandle
+from rooms.sessions import SESSION_ENDED
 from rooms.sync import leases
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
@@ -115,12 +122,16 @@ class AccountSync:
                 await self.crypto.export_devices(raw, force=first_round)
                 first_round = False
             except TokenInvalid:
-                # A new sign-in replaced the device's token: pick up the stored one.
+                # A new sign-in replaced the device's token: pick up the stored one. Else the
+                # homeserver ended the session: stop once and tell the person (no restart loop).
+                ended = await sync_to_async(sessions.session_ended)(
+                    account_id=self.lease.account_id, rejected_token=device.access_token
+                )
+                if ended:
+                    return
                 fresh = await sync_to_async(selectors.account_device)(
                     account_id=self.lease.account_id
                 )
-                if fresh.access_token == device.access_token:
-                    raise
                 device = fresh
                 if self.crypto.device is not None:
                     self.crypto.device.use_access_token(fresh.access_token)
@@ -134,6 +145,10 @@ class AccountSync:
 
 class EncryptionPending(Exception):
     """The room is encrypted and this account cannot encrypt yet; the send waits and retries."""
+
+
+class SessionEnded(Exception):
+    """The homeserver no longer accepts the account's token: the account stops until sign-in."""
 
 
 class OutboxSender:
@@ -163,7 +178,10 @@ class OutboxSender:
             if nudged and self.crypto is not None and self.crypto.device is not None:
                 # History a page fetched arrives sealed and nudges us: read what we can.
                 await retry_sealed(self.lease, self.crypto.device, limit=100)
-            delay = await self.send_pending(attempt)
+            try:
+                delay = await self.send_pending(attempt)
+            except SessionEnded:
+                return  # the host drops the account; signing in again brings it back
             attempt = attempt + 1 if delay else 0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay or self.IDLE_SECONDS)
@@ -171,36 +189,111 @@ class OutboxSender:
             self.wake.clear()
 
     async def send_pending(self, attempt: int) -> float:
-        """Send what is queued; return how long to back off (0 when everything went out)."""
+        """Send what is queued; return how long to back off (0 when nothing is left to retry).
+
+        Each room's messages go in order: a transient failure holds back the rest of its room (and,
+        when the homeserver cannot be reached at all, the rest of the round), never other rooms'
+        messages; a refusal fails that message alone and the next one goes."""
         account_id = self.lease.account_id
         device = await sync_to_async(selectors.account_device)(account_id=account_id)
         pending = await sync_to_async(selectors.outbox_pending)(account_id=account_id)
+        held_rooms: set[str] = set()
+        delay = 0.0
         for send in pending:
-            txn_id = send.txn_id
+            if send.room_id in held_rooms:
+                continue
             try:
-                event_type, content = await self._wire_form(send, device)
-                await self.fence.verify()  # a host that lost the lease sends nothing
-                event_id = await sync_api.send_event(
-                    self.http,
-                    homeserver_url=device.homeserver_url,
-                    access_token=device.access_token,
-                    room_id=send.room_id,
-                    event_type=event_type,
-                    txn_id=txn_id,
-                    content=content,
-                )
+                await self._send_one(send, device)
             except EncryptionPending as error:
-                await self._record(txn_id, error=str(error))
-                return backoff_delay(attempt)
-            except (HomeserverUnreachable, RateLimited, TokenInvalid) as error:
-                await self._record(txn_id, error=error.message)
-                retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
-                return backoff_delay(attempt, retry_after_ms=retry_after)
+                await self._record(send.txn_id, error=str(error))
+            except TokenInvalid as error:
+                await self._token_refused(device, send.txn_id, error)
             except MatrixError as error:
-                await self._record(txn_id, error=error.message, permanent=True)
+                if not is_transient(error):
+                    await self._record(send.txn_id, error=error.message, permanent=True)
+                    continue
+                reached = not isinstance(error, HomeserverUnreachable) or error.reached
+                await self._record(
+                    send.txn_id,
+                    error=self.WAITING,
+                    maybe_delivered=reached and not isinstance(error, RateLimited),
+                )
+                log.warning("send %s in %s waits: %s", send.txn_id, send.room_id, error)
+                retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
+                delay = max(delay, self._retry_delay(attempt, retry_after))
+                if not reached:
+                    return delay  # nothing answers: the other rooms would fail the same way
             else:
-                await self._record(txn_id, event_id=event_id)
-        return 0.0
+                continue
+            held_rooms.add(send.room_id)
+            delay = max(delay, self._retry_delay(attempt, 0))
+        return delay
+
+    WAITING = "Waiting for the homeserver: it will be sent when the server answers again."
+    RETRY_CAP = 15.0  # a server back from an outage gets our queue within seconds
+
+    def _retry_delay(self, attempt: int, retry_after_ms: int) -> float:
+        return max(min(backoff_delay(attempt), self.RETRY_CAP), retry_after_ms / 1000)
+
+    async def _send_one(self, send: selectors.PendingSend, device: selectors.Device) -> None:
+        """PUT one message, unless an earlier attempt already posted it; record the outcome."""
+        if send.maybe_delivered:
+            # The homeserver forgets transaction ids after a while: a late retry would post twice.
+            echo = await sync_to_async(outbox.outbox_echo_stored)(
+                room_id=send.room_id, sender=device.user_id, txn_id=send.txn_id
+            ) or await sync_api.find_own_event(
+                self.http,
+                homeserver_url=device.homeserver_url,
+                access_token=device.access_token,
+                room_id=send.room_id,
+                user_id=device.user_id,
+                txn_id=send.txn_id,
+                not_before_ms=send.queued_at_ms - 60_000,  # the homeserver's clock may differ
+            )
+            if echo:
+                await self._record(send.txn_id, event_id=echo)
+                return
+        event_type, content = await self._wire_form(send, device)
+        await self.fence.verify()  # a host that lost the lease sends nothing
+        event_id = await sync_api.send_event(
+            self.http,
+            homeserver_url=device.homeserver_url,
+            access_token=device.access_token,
+            room_id=send.room_id,
+            event_type=event_type,
+            txn_id=send.txn_id,
+            content=content,
+        )
+        await self._record(send.txn_id, event_id=event_id)
+        if send.event_type == "m.room.message" and "m.new_content" not in send.content:
+            await self._stop_typing(send.room_id, device)
+
+    async def _stop_typing(self, room_id: str, device: selectors.Device) -> None:
+        """The message the person was typing went: their typing notice ends now, not at its
+        timeout (as other clients do)."""
+        try:
+            await sync_api.set_typing(
+                self.http,
+                homeserver_url=device.homeserver_url,
+                access_token=device.access_token,
+                room_id=room_id,
+                user_id=device.user_id,
+                typing=False,
+            )
+        except MatrixError as error:  # the notice times out by itself
+            log.info("typing notice in %s not cleared: %s", room_id, error)
+
+    async def _token_refused(
+        self, device: selectors.Device, txn_id: str, error: TokenInvalid
+    ) -> None:
+        """A new sign-in may have replaced the token since we read it: then simply try again.
+        Otherwise the homeserver ended the session: stop the account once and tell the person."""
+        ended = await sync_to_async(sessions.session_ended)(
+            account_id=self.lease.account_id, rejected_token=device.access_token
+        )
+        if ended:
+            await self._record(txn_id, error=SESSION_ENDED)
+            raise SessionEnded from error
 
     async def _wire_form(
         self, send: selectors.PendingSend, account_device: selectors.Device
@@ -239,7 +332,7 @@ class OutboxSender:
         )
 
     async def _record(self, txn_id: str, **outcome) -> None:
-        await sync_to_async(services.outbox_record_attempt)(
+        await sync_to_async(outbox.outbox_record_attempt)(
             lease=self.lease, txn_id=txn_id, **outcome
         )
 

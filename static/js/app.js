@@ -138,9 +138,72 @@
     });
   }
 
+  // What a person is typing is never thrown away: a live update of an element that holds a form
+  // in use (focused, or with unsent text in view) keeps that form, moved into the new version;
+  // when the new version has no place for it, the update waits until the form is done.
+  function typingIn(control) {
+    if (!control.matches("textarea, input:not([type=hidden]):not([type=submit]):not([type=button])")) return false;
+    if (control === document.activeElement) return true;
+    const closed = control.closest("details:not([open])");
+    return !closed && control.value !== control.defaultValue;
+  }
+  function formKey(form) {
+    if (form.id) return "#" + CSS.escape(form.id);
+    const action = form.querySelector("input[name=action]");
+    return action ? 'form:has(> input[name=action][value="' + CSS.escape(action.value) + '"])' : null;
+  }
+  const deferred = new Map(); // element id -> the newest update it waits for
+  function keepBusyForms(event) {
+    const target = event.detail.target;
+    const fragment = event.detail.fragment;
+    if (!target || !fragment || !target.querySelectorAll) return;
+    // Only swaps that replace the element (outerHTML) can lose a form; appends add beside it.
+    if (!target.id || !Array.from(fragment.children || []).some((el) => el.id === target.id)) return;
+    const busy = Array.from(target.querySelectorAll("form")).filter(
+      (form) => Array.from(form.elements).some(typingIn));
+    if (!busy.length) return;
+    const focused = document.activeElement;
+    const caret = focused && "selectionStart" in focused ? [focused.selectionStart, focused.selectionEnd] : null;
+    const moves = busy.map((form) => {
+      const key = formKey(form);
+      const place = key && fragment.querySelector(key);
+      const keep = form.parentElement.matches("details") ? form.parentElement : form;
+      const slot = place && (keep === form ? place : place.parentElement.matches("details") && place.parentElement);
+      return slot ? [keep, slot] : null;
+    });
+    if (moves.includes(null)) {
+      // Nowhere to keep it: apply the update once the form is sent or put away.
+      event.detail.shouldSwap = false;
+      deferred.set(target.id, fragment.cloneNode(true));
+      return;
+    }
+    moves.forEach(([keep, slot]) => slot.replaceWith(keep));
+    if (caret && document.contains(focused) === false) {
+      setTimeout(() => {
+        focused.focus();
+        focused.setSelectionRange(caret[0], caret[1]);
+      }, 0);
+    }
+  }
+  function applyDeferred() {
+    deferred.forEach((fragment, id) => {
+      const element = document.getElementById(id);
+      if (!element) { deferred.delete(id); return; }
+      if (Array.from(element.querySelectorAll("textarea, input")).some(typingIn)) return;
+      deferred.delete(id);
+      const fresh = fragment.firstElementChild;
+      element.replaceWith(fragment);
+      if (fresh) htmx.process(fresh);
+    });
+  }
+  document.addEventListener("htmx:afterRequest", () => setTimeout(applyDeferred, 0));
+  document.addEventListener("toggle", () => setTimeout(applyDeferred, 0), true);
+  document.addEventListener("focusout", () => setTimeout(applyDeferred, 0));
+
   document.addEventListener("htmx:oobBeforeSwap", (event) => {
     followBottom = nearBottom();
     dropKnown(event.detail.fragment);
+    keepBusyForms(event);
   });
   document.addEventListener("htmx:beforeSwap", (event) => {
     const list = timeline();

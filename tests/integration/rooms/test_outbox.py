@@ -6,7 +6,7 @@ from nio import RoomCreateResponse
 
 from accounts.matrix.http import matrix_request, quote
 from accounts.matrix.sync_api import new_http_session
-from rooms import services
+from rooms import outbox, services
 from rooms.models import OutboxMessage, Room, TimelineEntry
 from rooms.services import LeaseHandle
 from rooms.sync.host import OutboxSender, SyncHost
@@ -111,7 +111,7 @@ async def test_refused_send_fails_with_a_reason_and_can_be_retried(
     assert await run_host_until(failed)
     row = await sync_to_async(OutboxMessage.objects.get)(pk=message.pk)
     assert "refused" in row.error and row.attempts == 1
-    retried = await sync_to_async(services.message_retry)(
+    retried = await sync_to_async(outbox.message_retry)(
         account_id=account.pk, txn_id=message.txn_id
     )
     assert retried.status == "pending" and retried.txn_id == message.txn_id

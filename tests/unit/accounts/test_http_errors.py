@@ -39,3 +39,23 @@ def test_unknown_error_quotes_the_homeserver_reason():
     assert isinstance(error, errors.RegistrationRefused)
     error = error_from_response(400, body(errcode="M_WEIRD", error="Something odd"))
     assert type(error) is errors.MatrixError and "Something odd" in error.message
+
+
+def test_server_trouble_is_transient_and_refusals_are_not():
+    """The outbox retries what the server may still do and fails what it refused for good."""
+    transient = [
+        error_from_response(500, b"<html>oops</html>"),  # a bare 5xx: no errcode
+        error_from_response(502, b""),
+        error_from_response(500, body(errcode="M_UNKNOWN", error="Internal server error")),
+        error_from_response(429, body(errcode="M_LIMIT_EXCEEDED", retry_after_ms=10)),
+        errors.HomeserverUnreachable(reached=False),
+    ]
+    permanent = [
+        error_from_response(403, body(errcode="M_FORBIDDEN", error="not in room")),
+        error_from_response(413, body(errcode="M_TOO_LARGE", error="event too large")),
+        error_from_response(400, body(errcode="M_BAD_JSON")),
+        error_from_response(401, body(errcode="M_UNKNOWN_TOKEN")),
+    ]
+    assert isinstance(transient[0], errors.HomeserverUnreachable)
+    assert [errors.is_transient(e) for e in transient] == [True] * len(transient)
+    assert [errors.is_transient(e) for e in permanent] == [False] * len(permanent)
