@@ -195,6 +195,7 @@ def encrypted_media(*, account: MatrixAccount, room_id: str, event_id: str) -> D
 
 
 MAX_PROXIED_BYTES = 512 * 1024 * 1024  # past any homeserver's usual upload limit
+MediaTooLarge = media_api.MediaTooLarge  # from media_download: views answer 413 with its message
 
 
 @dataclass(frozen=True)

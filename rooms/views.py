@@ -16,7 +16,6 @@ from django.shortcuts import redirect, render
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.matrix import media_api
 from accounts.matrix.errors import MatrixError
 from rooms import devices, identities, media, outbox, selectors, services, trust
 from rooms.models import OutboxMessage
@@ -473,7 +472,7 @@ async def media_file(request: HttpRequest, server_name: str, media_id: str) -> H
         download = await media.media_download(
             account=account, server_name=server_name, media_id=media_id
         )
-    except media_api.MediaTooLarge as error:
+    except media.MediaTooLarge as error:
         return HttpResponse(error.message, status=413, content_type="text/plain")
     except (MatrixError, ValueError):
         raise Http404("No such file.") from None
