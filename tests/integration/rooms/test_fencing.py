@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 from nio import AsyncClient, MegolmEvent, RoomMessagesResponse, RoomMessageText
 
@@ -279,3 +279,4 @@ async def test_a_host_frozen_past_its_lease_writes_and_sends_nothing_when_it_wak
             if host is not None:
                 host.stop()
         await peer.close()
+        await sync_to_async(connections.close_all)()  # this test's own, on asgiref's thread
