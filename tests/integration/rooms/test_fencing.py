@@ -20,13 +20,18 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 from nio import AsyncClient, MegolmEvent, RoomMessagesResponse, RoomMessageText
 
+from accounts.matrix.sync_api import new_http_session
 from accounts.models import MatrixAccount
 from rooms import services
 from rooms.models import OutboxMessage, Room, SyncHostRecord, SyncLease
+from rooms.services import LeaseHandle
+from rooms.sync.fence import lease_db
+from rooms.sync.host import OutboxSender
+from rooms.sync.leases import LeaseLost, lease_claim
 from tests.integration.rooms.test_encryption import (
     cross_signed,
     decrypted,
@@ -35,6 +40,7 @@ from tests.integration.rooms.test_encryption import (
     sent,
     until,
 )
+from tests.integration.rooms.test_outbox import bodies_on_homeserver, shared_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[3]
@@ -279,3 +285,27 @@ async def test_a_host_frozen_past_its_lease_writes_and_sends_nothing_when_it_wak
             if host is not None:
                 host.stop()
         await peer.close()
+        await sync_to_async(connections.close_all)()  # this test's own, on asgiref's thread
+
+
+async def test_an_outbox_whose_lease_was_taken_over_puts_nothing(
+    client, matrix_user_factory, nio_peer_factory
+):
+    """The send fence on its own: the old owner's sender finds a queued message and refuses to
+    PUT it (the database check after the PUT would come too late: the message would be out)."""
+    account, room, _peer = await shared_room(client, matrix_user_factory, nio_peer_factory)
+    await sync_to_async(services.message_send)(
+        account_id=account.pk, room=room, body="not from the old owner"
+    )
+    token = await sync_to_async(lease_claim)(account_id=account.pk, owner="old", seconds=30)
+    await sync_to_async(SyncLease.objects.filter(account=account).update)(expires_at=timezone.now())
+    await sync_to_async(lease_claim)(account_id=account.pk, owner="new", seconds=30)
+    try:
+        async with new_http_session() as http:
+            with pytest.raises(LeaseLost):
+                await OutboxSender(LeaseHandle(account.pk, "old", token), http).send_pending(0)
+        bodies = await sync_to_async(bodies_on_homeserver)(account, room.room_id)
+        assert "not from the old owner" not in bodies
+    finally:
+        await sync_to_async(connections.close_all)()
+        await lease_db(connections.close_all)  # the fence's check ran on the lease thread
