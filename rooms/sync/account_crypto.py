@@ -208,12 +208,12 @@ class AccountCrypto:
         for room_id, count in missing.items():
             if self._members_loaded.get(room_id) == count:
                 continue
-            self._members_loaded[room_id] = count
             try:
                 events = await self.device.load_members(room_id)
             except MatrixError as error:
                 log.info("members of %s not loaded: %s", room_id, error.message)
                 continue
+            self._members_loaded[room_id] = count
             await sync_to_async(room_members.room_members_fill)(
                 lease=self.lease, room_id=room_id, events=events
             )

@@ -207,7 +207,8 @@ SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
 GAP_FILL_PAGE = int(os.environ.get("GAP_FILL_PAGE", "100"))
 # Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
 # key). Every sync host must see the same folder: on more than one machine, shared storage.
-# How often keys still missing are asked for again from the person's other devices.
+# When a key still missing is first asked for again from the person's other devices; then twice
+# as long each time, per key (rooms/sync/key_requests.py), and never once its sender withheld it.
 KEY_REQUEST_RETRY_SECONDS = float(os.environ.get("KEY_REQUEST_RETRY_SECONDS", "300"))
 CRYPTO_STORE_DIR = Path(os.environ.get("WEBCLIENT_CRYPTO_STORE_DIR", DATA_DIR / "crypto")).resolve()
 
