@@ -215,9 +215,13 @@
     event.detail.shouldSwap = false;
     signedOut();
   });
-  // Leaving already (a link, the sign-out form): the next page has its own socket.
+  // Leaving already (a link, the sign-out form): the next page has its own socket. A link that
+  // turned out to be a download leaves nothing, so the flag does not outlive a few seconds.
   let leaving = false;
-  window.addEventListener("beforeunload", () => { leaving = true; });
+  window.addEventListener("beforeunload", () => {
+    leaving = true;
+    setTimeout(() => { leaving = false; }, 3000);
+  });
   window.addEventListener("pageshow", () => { leaving = false; });
   document.addEventListener("htmx:wsOpen", () => { reconnects = 0; });
   document.addEventListener("htmx:wsClose", (event) => {
