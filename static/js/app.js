@@ -102,16 +102,19 @@
       if (followBottom) scrollToEnd();
     }
   });
-  // Read receipts: when the page is visible, report the newest event shown (at most once a second).
+  // Read receipts: when the page is visible, report the newest event shown, at most every 700 ms.
+  // A throttle, not a debounce: in a busy room new messages arrive more often than that, and a
+  // timer restarted by each of them would never fire (the badge grew while the room was read).
   let lastReported = "";
   let readTimer = null;
   function reportRead() {
-    const list = timeline();
-    if (!list || document.visibilityState !== "visible" || !list.dataset.readUrl) return;
-    const newest = Array.from(list.querySelectorAll("li[data-event-id]")).pop();
-    if (!newest || newest.dataset.eventId === lastReported) return;
-    clearTimeout(readTimer);
+    if (readTimer) return;  // the pending report will take the newest event when it fires
     readTimer = setTimeout(() => {
+      readTimer = null;
+      const list = timeline();
+      if (!list || document.visibilityState !== "visible" || !list.dataset.readUrl) return;
+      const newest = Array.from(list.querySelectorAll("li[data-event-id]")).pop();
+      if (!newest || newest.dataset.eventId === lastReported) return;
       lastReported = newest.dataset.eventId;
       htmx.ajax("POST", list.dataset.readUrl, {
         values: { event_id: lastReported }, swap: "none", source: document.body,
