@@ -3,11 +3,16 @@
 (function () {
   "use strict";
 
-  // Coalesce room-list refreshes: a burst of messages costs one request, not one each.
+  // Coalesce room-list refreshes: a burst of messages costs one request, not one each. A throttle,
+  // not a debounce, so a room that never goes quiet still updates its count live.
   let roomListTimer = null;
   function refreshRoomList(delay = 700) {
+    if (roomListTimer && delay) return;  // the pending refresh will show the newest counts
     clearTimeout(roomListTimer);
-    roomListTimer = setTimeout(() => htmx.trigger("#room-list", "refresh"), delay);
+    roomListTimer = setTimeout(() => {
+      roomListTimer = null;
+      htmx.trigger("#room-list", "refresh");
+    }, delay);
   }
 
   function timeline() {

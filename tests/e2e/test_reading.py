@@ -44,3 +44,25 @@ def test_a_busy_room_is_read_while_it_stays_busy(
             assert marker in burst, f"fully read: {marker}"
     page.wait_for_selector("ol.timeline >> text=busy 29")
     assert page.errors == []
+
+
+def test_the_room_list_counts_a_busy_room_while_it_stays_busy(
+    page, workspace, matrix_user_factory, bob
+):
+    alice = matrix_user_factory()
+    open_shared_room(page, workspace, alice, bob, "Reading here")
+    elsewhere = bob.create_room(name="Elsewhere", invite=[alice.user_id])
+    page.click("#room-list >> text=Elsewhere")
+    page.click("text=Accept")
+    page.wait_for_selector("#composer-body")
+    bob.wait_for_member(elsewhere, alice.user_id)
+    page.click("#room-list >> text=Reading here")
+    page.wait_for_selector("ol.timeline")
+    badge = page.locator("#room-list li", has_text="Elsewhere").locator(".count")
+    for n in range(30):  # a message every ~0.1 s: never 700 ms of quiet
+        bob.send_event(elsewhere, "m.room.message", {"msgtype": "m.text", "body": f"busy {n}"})
+        time.sleep(0.1)
+        if n == 20:
+            shown = badge.inner_text() if badge.count() else "0"
+            assert int(shown) >= 5, f"room list shows {shown} unread while 21 arrived"
+    assert page.errors == []
