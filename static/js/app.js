@@ -3,11 +3,16 @@
 (function () {
   "use strict";
 
-  // Coalesce room-list refreshes: a burst of messages costs one request, not one each.
+  // Coalesce room-list refreshes: a burst of messages costs one request, not one each. A throttle,
+  // not a debounce, so a room that never goes quiet still updates its count live.
   let roomListTimer = null;
   function refreshRoomList(delay = 700) {
+    if (roomListTimer && delay) return;  // the pending refresh will show the newest counts
     clearTimeout(roomListTimer);
-    roomListTimer = setTimeout(() => htmx.trigger("#room-list", "refresh"), delay);
+    roomListTimer = setTimeout(() => {
+      roomListTimer = null;
+      htmx.trigger("#room-list", "refresh");
+    }, delay);
   }
 
   function timeline() {
@@ -253,16 +258,19 @@
       if (followBottom) scrollToEnd();
     }
   });
-  // Read receipts: when the page is visible, report the newest event shown (at most once a second).
+  // Read receipts: when the page is visible, report the newest event shown, at most every 700 ms.
+  // A throttle, not a debounce: in a busy room new messages arrive more often than that, and a
+  // timer restarted by each of them would never fire (the badge grew while the room was read).
   let lastReported = "";
   let readTimer = null;
   function reportRead() {
-    const list = timeline();
-    if (!list || document.visibilityState !== "visible" || !list.dataset.readUrl) return;
-    const newest = Array.from(list.querySelectorAll("li[data-event-id]")).pop();
-    if (!newest || newest.dataset.eventId === lastReported) return;
-    clearTimeout(readTimer);
+    if (readTimer) return;  // the pending report will take the newest event when it fires
     readTimer = setTimeout(() => {
+      readTimer = null;
+      const list = timeline();
+      if (!list || document.visibilityState !== "visible" || !list.dataset.readUrl) return;
+      const newest = Array.from(list.querySelectorAll("li[data-event-id]")).pop();
+      if (!newest || newest.dataset.eventId === lastReported) return;
       lastReported = newest.dataset.eventId;
       htmx.ajax("POST", list.dataset.readUrl, {
         values: { event_id: lastReported }, swap: "none", source: document.body,
@@ -366,9 +374,13 @@
     event.detail.shouldSwap = false;
     signedOut();
   });
-  // Leaving already (a link, the sign-out form): the next page has its own socket.
+  // Leaving already (a link, the sign-out form): the next page has its own socket. A link that
+  // turned out to be a download leaves nothing, so the flag does not outlive a few seconds.
   let leaving = false;
-  window.addEventListener("beforeunload", () => { leaving = true; });
+  window.addEventListener("beforeunload", () => {
+    leaving = true;
+    setTimeout(() => { leaving = false; }, 3000);
+  });
   window.addEventListener("pageshow", () => { leaving = false; });
   document.addEventListener("htmx:wsOpen", () => { reconnects = 0; });
   document.addEventListener("htmx:wsClose", (event) => {
