@@ -27,8 +27,11 @@ from tests.integration.rooms.helpers import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOM_PAGE_BUDGET = 27
-INGEST_ONE_MESSAGE_BUDGET = 27
+# Raised with issue 8 from 27/27: reply previews read through the viewer's own timeline (and its
+# own view of deletions), identity warnings, gaps still filling (page); the media index, the local
+# read marker and authenticity marks (ingest).
+ROOM_PAGE_BUDGET = 30
+INGEST_ONE_MESSAGE_BUDGET = 29
 
 
 def busy_room(alice, bob, *, messages: int, name: str) -> str:
@@ -60,6 +63,9 @@ def busy_room(alice, bob, *, messages: int, name: str) -> str:
         send_event(alice if n % 2 else bob, room_id, reply)
     redact = f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(sent[-3])}/r-{name}"
     as_user(bob, "PUT", redact, {})  # Bob takes back one of his own messages
+    answer = text(f"{name} what did you delete?")  # every room quotes a deleted message
+    answer["m.relates_to"] = {"m.in_reply_to": {"event_id": sent[-3]}}
+    send_event(alice, room_id, answer)
     for who, seen in ((bob, sent[-2]), (alice, sent[-1])):
         receipt = f"/_matrix/client/v3/rooms/{quote(room_id)}/receipt/m.read/{quote(seen)}"
         as_user(who, "POST", receipt, {})
