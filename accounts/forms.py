@@ -4,7 +4,7 @@ refusal becomes a form error and nothing is saved locally."""
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from accounts import services, throttling
 from accounts.matrix.errors import InvalidCredentials, InvalidUsername, MatrixError, UsernameTaken
@@ -44,7 +44,7 @@ class SignInForm(forms.Form):
 
     @property
     def locked_out(self) -> bool:
-        return self.has_error(forms.forms.NON_FIELD_ERRORS, code="locked")
+        return self.has_error(NON_FIELD_ERRORS, code="locked")
 
 
 class MatrixUserCreationForm(UserCreationForm):

@@ -9,13 +9,14 @@ the other way round.
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from accounts import live
 from accounts.matrix import client_api, synapse_admin
@@ -38,8 +39,8 @@ ADMIN_CREDENTIAL = "synapse-admin"
 @dataclass(frozen=True)
 class HomeserverConfig:
     url: str
-    shared_secret: str
-    admin_token: str
+    shared_secret: str = field(repr=False)  # never in a repr, a log line or a traceback
+    admin_token: str = field(repr=False)
     timeout: float
 
 
@@ -72,6 +73,7 @@ def check_new_localpart(username: str) -> str:
 # --- the Synapse admin the workspace uses for provisioning ---
 
 
+@sensitive_variables()
 def synapse_admin_token() -> str:
     """The admin token: configured, stored from an earlier run, or created through the shared secret."""
     config = homeserver_config()
@@ -107,6 +109,7 @@ def synapse_admin_token() -> str:
 # --- provisioning from the admin console ---
 
 
+@sensitive_variables()  # Django's error reports show none of its locals
 def account_register_on_homeserver(
     *, localpart: str, password: str, displayname: str = ""
 ) -> Session:
@@ -148,6 +151,7 @@ def account_link(*, user: AbstractBaseUser, session: Session, provisioned: bool)
     return account
 
 
+@sensitive_variables()  # Django's error reports show none of its locals
 def account_provision(
     *,
     username: str,
@@ -199,6 +203,7 @@ def account_unregister_on_homeserver(*, session: Session) -> None:
 # --- signing in with an existing Matrix account ---
 
 
+@sensitive_variables()  # Django's error reports show none of its locals
 def account_sign_in(*, username: str, password: str) -> AbstractBaseUser:
     """Check the password with the homeserver and return the linked Django user, creating it on the
     first sign-in. A known device is reused, so its encryption keys and history stay with the person."""
@@ -268,6 +273,7 @@ def account_session_end(*, account_id: int, rejected_token: str) -> tuple[bool, 
 # --- changes from the admin console ---
 
 
+@sensitive_variables()  # Django's error reports show none of its locals
 def account_set_password(*, account: MatrixAccount, password: str) -> None:
     """Change the password on the homeserver; the person signs in with it everywhere."""
     config = homeserver_config()

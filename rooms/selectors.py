@@ -1,6 +1,6 @@
 """Every read for pages and sync hosts, each with a bounded number of queries."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from django.db.models import Q
@@ -39,11 +39,12 @@ from rooms.relations import (
 class Device:
     homeserver_url: str
     user_id: str
-    access_token: str
+    # Secrets: never in a repr, a log line or a traceback.
+    access_token: str = field(repr=False)
     device_id: str = ""
-    pickle_key: str = ""
-    cross_signing_keys: str = ""
-    key_backup_key: str = ""
+    pickle_key: str = field(default="", repr=False)
+    cross_signing_keys: str = field(default="", repr=False)
+    key_backup_key: str = field(default="", repr=False)
 
 
 def account_device(*, account_id: int) -> Device:

@@ -1,7 +1,7 @@
 """Stateless client-server API calls (any homeserver that speaks the spec, not only Synapse)."""
 
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from accounts.matrix.errors import InvalidCredentials, MatrixError
 from accounts.matrix.http import matrix_request, quote
@@ -14,7 +14,7 @@ class Session:
     homeserver_url: str
     user_id: str
     device_id: str
-    access_token: str
+    access_token: str = field(repr=False)  # never in a repr, a log line or a traceback
 
 
 def password_login(

@@ -10,7 +10,7 @@ unpadded base64 signatures.
 import base64
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -37,7 +37,7 @@ def signable(value: dict) -> bytes:
 class SigningKey:
     """One Ed25519 cross-signing key pair, from its 32-byte seed."""
 
-    seed: bytes
+    seed: bytes = field(repr=False)  # the private key: never in a repr or a log line
 
     @classmethod
     def generate(cls) -> "SigningKey":

@@ -7,7 +7,7 @@ every room key back onto a new or restored device.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import vodozemac
@@ -20,7 +20,7 @@ MEGOLM = "m.megolm.v1.aes-sha2"
 class BackupKey:
     """The backup's Curve25519 key pair, from its base64 private key."""
 
-    private: str
+    private: str = field(repr=False)  # never in a repr or a log line
 
     @classmethod
     def generate(cls) -> "BackupKey":

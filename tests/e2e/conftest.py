@@ -111,13 +111,14 @@ def artifacts() -> Path:
     return path
 
 
-def wait_for_js(page, expression: str, *, timeout: float = 30_000) -> None:
-    """Wait until `expression` (a JavaScript function's source) is truthy in the page.
+def wait_for_js(page, expression: str, arg=None, *, timeout: float = 30_000, polling=None) -> None:
+    """Wait until `expression` (a JavaScript function's source, called with `arg`) is truthy.
 
     Playwright's own wait_for_function compiles the predicate with eval inside the page, which our
-    Content-Security-Policy refuses; page.evaluate is not subject to it, so poll with that."""
+    Content-Security-Policy refuses; page.evaluate is not subject to it, so poll with that. Same
+    arguments as wait_for_function (`polling` is ignored: every 50 ms)."""
     deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(expression):
+    while not page.evaluate(expression, arg):
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {timeout / 1000:.0f} s: {expression}")
         page.wait_for_timeout(50)

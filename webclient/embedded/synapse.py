@@ -169,7 +169,7 @@ def write_synapse_config(
 class SynapseProcess:
     url: str
     server_name: str
-    shared_secret: str
+    shared_secret: str = field(repr=False)
     data_dir: Path
     process: subprocess.Popen = field(repr=False)
 

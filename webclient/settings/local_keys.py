@@ -2,7 +2,7 @@
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -10,8 +10,8 @@ from cryptography.fernet import Fernet
 
 @dataclass(frozen=True)
 class LocalKeys:
-    django_secret_key: str
-    master_key: str
+    django_secret_key: str = field(repr=False)
+    master_key: str = field(repr=False)
 
 
 def _read_or_create(path: Path, make) -> str:
