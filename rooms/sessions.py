@@ -9,6 +9,7 @@ from django.db import transaction
 
 from accounts.services import account_session_end
 from rooms import notify
+from rooms.models import OutboxMessage
 
 SESSION_ENDED = "Your session on the homeserver ended; sign in again."
 
@@ -19,5 +20,17 @@ def session_ended(*, account_id: int, rejected_token: str) -> bool:
     with transaction.atomic():
         stop, cleared = account_session_end(account_id=account_id, rejected_token=rejected_token)
         if cleared:
-            transaction.on_commit(lambda: notify.session_ended(account_id=account_id))
+            # What is still queued waits for the sign-in, and says so.
+            waiting = OutboxMessage.objects.filter(
+                account_id=account_id, status=OutboxMessage.PENDING
+            )
+            txn_ids = list(waiting.values_list("txn_id", flat=True))
+            waiting.update(error=SESSION_ENDED)
+            transaction.on_commit(lambda: _announce(account_id, txn_ids))
     return stop
+
+
+def _announce(account_id: int, txn_ids: list[str]) -> None:
+    notify.session_ended(account_id=account_id)
+    for txn_id in txn_ids:
+        notify.outbox_status(account_id=account_id, txn_id=txn_id)

@@ -235,9 +235,15 @@ class OutboxSender:
     def _retry_delay(self, attempt: int, retry_after_ms: int) -> float:
         return max(min(backoff_delay(attempt), self.RETRY_CAP), retry_after_ms / 1000)
 
+    # The homeserver's transaction-id dedupe is trusted this long after a message was queued
+    # (Synapse keeps it 30 minutes in memory); later, even a host that died mid-send and so left
+    # no record of its attempt could post twice, so the echo is looked for first.
+    TRUST_DEDUPE_MS = 10 * 60 * 1000
+
     async def _send_one(self, send: selectors.PendingSend, device: selectors.Device) -> None:
         """PUT one message, unless an earlier attempt already posted it; record the outcome."""
-        if send.maybe_delivered:
+        queued_long_ago = time.time() * 1000 - send.queued_at_ms > self.TRUST_DEDUPE_MS
+        if send.maybe_delivered or queued_long_ago:
             # The homeserver forgets transaction ids after a while: a late retry would post twice.
             echo = await sync_to_async(outbox.outbox_echo_stored)(
                 room_id=send.room_id, sender=device.user_id, txn_id=send.txn_id

@@ -164,6 +164,7 @@
     if (!target || !fragment || !target.querySelectorAll) return;
     // Only swaps that replace the element (outerHTML) can lose a form; appends add beside it.
     if (!target.id || !Array.from(fragment.children || []).some((el) => el.id === target.id)) return;
+    deferred.delete(target.id); // this update supersedes any older one still waiting
     const busy = Array.from(target.querySelectorAll("form")).filter(
       (form) => Array.from(form.elements).some(typingIn));
     if (!busy.length) return;
@@ -186,7 +187,7 @@
     if (caret && document.contains(focused) === false) {
       setTimeout(() => {
         focused.focus();
-        focused.setSelectionRange(caret[0], caret[1]);
+        try { focused.setSelectionRange(caret[0], caret[1]); } catch (error) { /* no caret here */ }
       }, 0);
     }
   }

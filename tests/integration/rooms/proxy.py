@@ -21,7 +21,7 @@ class HomeserverProxy:
         self.upstream = upstream.rstrip("/")
         self.fail_with: int | None = None  # answer every request with this status, no errcode
         self.fail_when: Callable[[web.Request], bool] = lambda request: True
-        self.sync_open = asyncio.Event()  # cleared: /sync requests wait here
+        self.sync_open = asyncio.Event()  # cleared: /sync requests and answers wait here
         self.sync_open.set()
         # Forward this many PUTs, each time cutting the connection before the answer goes back
         # (aiohttp resends an idempotent PUT once at once on a reused connection: drop two).
@@ -77,6 +77,8 @@ class HomeserverProxy:
             allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
+            if request.path.endswith("/sync"):
+                await self.sync_open.wait()  # a long-poll already upstream waits here too
             if is_put:
                 self.puts.append(request.path)
                 if self.after_put is not None:

@@ -136,7 +136,7 @@ async def sigkill_hosts_while_sending(client, matrix_user_factory, nio_peer_fact
                 await sync_to_async(services.message_send)(
                     account_id=account.pk, room=room, body=ours[n // 3]
                 )
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)
 
     # Kill the running host the moment one of its sends reached the homeserver, before the
     # answer gets back: the next owner sends that message again.
@@ -163,7 +163,7 @@ async def sigkill_hosts_while_sending(client, matrix_user_factory, nio_peer_fact
 
     streaming = asyncio.create_task(stream())
     kills = 0
-    while not streaming.done():
+    while (not streaming.done() or kills < 3) and kills < 15:
         claims = await sync_to_async(fencing_token)(account)
         host = start_host()
         current.update(host=host, armed=True)

@@ -6,11 +6,13 @@ revoked token stops the account once until the person signs in again."""
 import asyncio
 import contextlib
 import time
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.template.loader import render_to_string
+from django.utils import timezone
 from nio import RoomCreateResponse
 
 from accounts.matrix import client_api
@@ -304,3 +306,41 @@ async def test_a_token_revoked_before_the_host_starts_stops_the_account_once(
         assert await until(lambda: seen.add(heartbeat_at()) or len(seen) >= 4, timeout=10)
         lease = await sync_to_async(SyncLease.objects.get)(account=account)
         assert lease.fencing_token == token == 1 and lease.owner == ""
+
+
+async def test_a_host_that_died_mid_send_long_ago_never_leads_to_a_second_post(
+    client, matrix_user_factory, nio_peer_factory, proxy, synapse, monkeypatch
+):
+    account, room, _peer, me = await room_behind_proxy(
+        client, matrix_user_factory, nio_peer_factory
+    )
+    other_device = await sync_to_async(client_api.password_login)(
+        synapse.url, user=me.localpart, password=me.password, device_id=None, device_name="x"
+    )
+    message = await sync_to_async(services.message_send)(
+        account_id=account.pk, room=room, body="sent before the crash"
+    )
+    # A host PUTs the message, then dies before it can record anything about the attempt (and
+    # before any sync brings the echo: that would settle it).
+    proxy.sync_open.clear()
+    host_died = asyncio.Event()
+
+    async def die(self, txn_id, **outcome):
+        host_died.set()
+        await asyncio.Event().wait()  # frozen until its task is cancelled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(OutboxSender, "_record", die)
+        async with running_host():
+            await asyncio.wait_for(host_died.wait(), 30)
+    assert (await sync_to_async(rows)(message))[0].attempts == 0
+    # Hours later, the homeserver has long forgotten the transaction id; no sync has come in yet.
+    await sync_to_async(OutboxMessage.objects.filter(pk=message.pk).update)(
+        created_at=timezone.now() - timedelta(hours=3)
+    )
+    proxy.forget_transactions_with, proxy.forget_after = other_device.access_token, 0
+    async with running_host():
+        assert await until(lambda: rows(message)[0].status == "sent")
+        proxy.sync_open.set()
+    bodies = await sync_to_async(bodies_on_homeserver)(account, room.room_id)
+    assert bodies.count("sent before the crash") == 1
