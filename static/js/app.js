@@ -99,6 +99,7 @@
           });
           if (!response.ok) return; // the next reconnect tries again
           insertRows(list, await response.text());
+          dropFilledGaps(list, response.headers.get("X-Gaps"));
           const next = Number(response.headers.get("X-Stream-Position") || position);
           if (!(next > position) && response.headers.get("X-Stream-More") === "1") return;
           position = Math.max(position, next);
@@ -111,6 +112,15 @@
     } finally {
       catching = false;
     }
+  }
+
+  // Markers of gaps that were filled while the page was not listening.
+  function dropFilledGaps(list, current) {
+    if (current === null) return;
+    const open = new Set(current.split(",").filter(Boolean).map((id) => "gap-" + id));
+    list.querySelectorAll(":scope > li.gap[id]").forEach((li) => {
+      if (!open.has(li.id)) li.remove();
+    });
   }
 
   function insertRows(list, html) {
