@@ -151,6 +151,10 @@
   document.addEventListener("htmx:oobBeforeSwap", (event) => {
     followBottom = nearBottom();
     dropKnown(event.detail.fragment);
+    // "Earlier messages" offered by a push: only for a page that has none yet.
+    event.detail.fragment?.querySelectorAll?.("li.older[id]").forEach((li) => {
+      if (document.getElementById(li.id)) li.remove();
+    });
   });
   document.addEventListener("htmx:beforeSwap", (event) => {
     const list = timeline();

@@ -94,6 +94,7 @@ def test_back_filled_rows_land_in_their_place_on_an_open_page(
     page.wait_for_selector("ol.timeline >> text=early 69", timeout=30_000)
     page.reload()  # the page may have opened before the room's first sync came in
     page.wait_for_selector("ol.timeline li.older a")
+    assert page.locator("ol.timeline li.older").count() == 1
     shown = page.eval_on_selector_all("ol.timeline li.event[data-event-id]", EVENT_IDS)
 
     # Another tab of Alice's scrolls back: the homeserver's older history is stored with new,

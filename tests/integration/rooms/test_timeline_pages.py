@@ -243,3 +243,35 @@ def test_catch_up_carries_the_gaps_still_filling_and_only_those():
     response = room.events(after=int(response["X-Stream-Position"]))
     assert response["X-Gaps"] == ""
     assert "gap-" not in response.content.decode()
+
+
+def test_a_push_offers_earlier_messages_while_the_homeserver_has_more(monkeypatch):
+    """A page opened before the room's first sync came in has no "Earlier messages" yet."""
+    from rooms import notify
+
+    pushed: list[str] = []
+    monkeypatch.setattr(notify, "_push_html", lambda account_id, html: pushed.append(html))
+    room = Room("hamlet")
+    room.batches += 1
+    services.sync_ingest(
+        lease=room.lease,
+        own_user_id=room.account.mxid,
+        batch=SyncBatch(
+            next_batch="s1",
+            joined=[
+                JoinedRoomBatch(
+                    room_id=room.room_id,
+                    timeline=[room.message("line 1")],
+                    limited=True,
+                    prev_batch="p-join",
+                )
+            ],
+        ),
+    )
+    offered = "".join(pushed)
+    assert "Earlier messages" in offered and "?before=0" in offered
+    # Once the homeserver has nothing older, pushes stop offering it.
+    Membership.objects.filter(account=room.account).update(history_complete=True)
+    pushed.clear()
+    room.ingest([room.message("line 2")])
+    assert "line 2" in "".join(pushed) and "Earlier messages" not in "".join(pushed)
