@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 from accounts import live
 from accounts.models import MatrixAccount
 from rooms import selectors, timeline
-from rooms.models import Room, TimelineEntry, TimelineGap
+from rooms.models import Membership, Room, TimelineEntry, TimelineGap
 
 account_group = live.account_group
 
@@ -57,9 +57,8 @@ def timeline_appended(
             account=account, room=room, entry_ids=entry_ids, limit=len(entry_ids)
         )
         if items:
-            parts.append(
-                render_to_string("rooms/room.html#live-events", {"items": items, "room": room})
-            )
+            context = {"items": items, "room": room, "offer_older": _history_left(account, room)}
+            parts.append(render_to_string("rooms/room.html#live-events", context))
     parts.extend(_thread_replies(account, entry_ids))
     parts.extend(_updated_messages(account, touched_event_ids))
     parts.extend(
@@ -68,6 +67,13 @@ def timeline_appended(
     )
     parts.append(render_to_string("rooms/live.html#room-list-hint"))
     _push_html(account_id, "".join(parts))
+
+
+def _history_left(account: MatrixAccount, room: Room) -> bool:
+    """Older history still on the homeserver: a page opened before the room's first sync came in
+    has no "Earlier messages" yet, so the push offers it (pages that have one keep theirs)."""
+    membership = Membership.objects.filter(account=account, room=room).first()
+    return membership is not None and selectors.history_on_homeserver(membership=membership)
 
 
 def outbox_status(*, account_id: int, txn_id: str) -> None:

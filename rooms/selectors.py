@@ -847,6 +847,7 @@ class CatchUp:
     updates: list[TimelineItem]  # messages already shown that new relations changed
     position: int
     more: bool
+    gaps: list[timeline.GapMarker]  # every gap still filling: the page shows these, no others
 
 
 def catch_up(*, account: MatrixAccount, room: Room, after: int) -> CatchUp:
@@ -876,7 +877,8 @@ def catch_up(*, account: MatrixAccount, room: Room, after: int) -> CatchUp:
         if touched_ids
         else []
     )
-    return CatchUp(items, updates, scan.position, scan.more)
+    gaps = timeline.gap_markers(account_id=account.pk, room=room)
+    return CatchUp(items, updates, scan.position, scan.more, gaps)
 
 
 @dataclass(frozen=True)

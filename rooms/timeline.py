@@ -59,7 +59,7 @@ class CatchUpScan:
     more: bool  # rows after `position` exist already: ask again
 
 
-CATCH_UP_ROWS = 200
+CATCH_UP_ROWS = 50  # rows read per catch-up request; the page asks again while more follow
 
 
 def catch_up_scan(

@@ -164,8 +164,10 @@ def room_events(request: HttpRequest, room_id: str) -> HttpResponse:
         response = render(
             request,
             "rooms/room.html#catch-up",
-            {"items": page.items, "updates": page.updates, "room": room},
+            {"items": page.items, "updates": page.updates, "gaps": page.gaps, "room": room},
         )
+        # A page that missed a gap's pushes drops markers of gaps filled meanwhile.
+        response["X-Gaps"] = ",".join(str(gap.gap_id) for gap in page.gaps)
         response["X-Stream-Position"] = str(page.position)
         response["X-Stream-More"] = "1" if page.more else "0"
         return response

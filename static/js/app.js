@@ -104,6 +104,7 @@
           });
           if (!response.ok) return; // the next reconnect tries again
           insertRows(list, await response.text());
+          dropFilledGaps(list, response.headers.get("X-Gaps"));
           const next = Number(response.headers.get("X-Stream-Position") || position);
           if (!(next > position) && response.headers.get("X-Stream-More") === "1") return;
           position = Math.max(position, next);
@@ -116,6 +117,15 @@
     } finally {
       catching = false;
     }
+  }
+
+  // Markers of gaps that were filled while the page was not listening.
+  function dropFilledGaps(list, current) {
+    if (current === null) return;
+    const open = new Set(current.split(",").filter(Boolean).map((id) => "gap-" + id));
+    list.querySelectorAll(":scope > li.gap[id]").forEach((li) => {
+      if (!open.has(li.id)) li.remove();
+    });
   }
 
   function insertRows(list, html) {
@@ -210,6 +220,10 @@
     followBottom = nearBottom();
     dropKnown(event.detail.fragment);
     keepBusyForms(event);
+    // "Earlier messages" offered by a push: only for a page that has none yet.
+    event.detail.fragment?.querySelectorAll?.("li.older[id]").forEach((li) => {
+      if (document.getElementById(li.id)) li.remove();
+    });
   });
   document.addEventListener("htmx:beforeSwap", (event) => {
     const list = timeline();

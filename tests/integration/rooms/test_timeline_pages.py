@@ -202,3 +202,76 @@ def test_only_a_room_we_already_follow_gets_a_gap_a_just_joined_one_scrolls_back
     page = room.page()
     assert "Loading missed messages…" in page
     assert page.index("Loading missed messages…") < page.index(">line 50<")
+
+
+def test_catch_up_carries_the_gaps_still_filling_and_only_those():
+    room = Room("hamlet")
+    had = [room.message(f"line {n}") for n in range(3)]
+    room.ingest(had)
+    position = TimelineEntry.objects.filter(account=room.account).order_by("-id").first().id
+    room.batches += 1
+    services.sync_ingest(
+        lease=room.lease,
+        own_user_id=room.account.mxid,
+        batch=SyncBatch(
+            next_batch=f"s{room.batches}",
+            joined=[
+                JoinedRoomBatch(
+                    room_id=room.room_id,
+                    timeline=[room.message(f"line {n}") for n in range(10, 13)],
+                    limited=True,
+                    prev_batch="p-hole",
+                )
+            ],
+        ),
+    )
+    gap = TimelineGap.objects.get(account=room.account)
+    # A page that was away while the gap was recorded learns of it, and where it is.
+    response = room.events(after=position)
+    html = response.content.decode()
+    assert response["X-Gaps"] == str(gap.pk)
+    assert f'id="gap-{gap.pk}"' in html and "Loading missed messages…" in html
+    # Filled while the page was away again: the page is told to drop the marker.
+    services.history_ingest(
+        account_id=room.account.pk,
+        room_id=room.room_id,
+        chunk=[room.message("line 9"), had[-1]],  # reaches what we had: complete
+        lease=room.lease,
+        gap_id=gap.pk,
+        next_token="p-older",
+    )
+    response = room.events(after=int(response["X-Stream-Position"]))
+    assert response["X-Gaps"] == ""
+    assert "gap-" not in response.content.decode()
+
+
+def test_a_push_offers_earlier_messages_while_the_homeserver_has_more(monkeypatch):
+    """A page opened before the room's first sync came in has no "Earlier messages" yet."""
+    from rooms import notify
+
+    pushed: list[str] = []
+    monkeypatch.setattr(notify, "_push_html", lambda account_id, html: pushed.append(html))
+    room = Room("hamlet")
+    room.batches += 1
+    services.sync_ingest(
+        lease=room.lease,
+        own_user_id=room.account.mxid,
+        batch=SyncBatch(
+            next_batch="s1",
+            joined=[
+                JoinedRoomBatch(
+                    room_id=room.room_id,
+                    timeline=[room.message("line 1")],
+                    limited=True,
+                    prev_batch="p-join",
+                )
+            ],
+        ),
+    )
+    offered = "".join(pushed)
+    assert "Earlier messages" in offered and "?before=0" in offered
+    # Once the homeserver has nothing older, pushes stop offering it.
+    Membership.objects.filter(account=room.account).update(history_complete=True)
+    pushed.clear()
+    room.ingest([room.message("line 2")])
+    assert "line 2" in "".join(pushed) and "Earlier messages" not in "".join(pushed)
