@@ -168,6 +168,17 @@
     return action ? 'form:has(> input[name=action][value="' + CSS.escape(action.value) + '"])' : null;
   }
   const deferred = new Map(); // element id -> the newest update it waits for
+  // A menu the person opened (reply, edit, react...) stays open through an update of its message.
+  function menuKey(details) {
+    return details.className + "|" + (details.querySelector("summary")?.textContent || "").trim();
+  }
+  function keepOpenMenus(target, fragment) {
+    const open = new Set(Array.from(target.querySelectorAll("details[open]")).map(menuKey));
+    if (!open.size) return;
+    fragment.querySelectorAll("details").forEach((details) => {
+      if (open.has(menuKey(details))) details.open = true;
+    });
+  }
   function keepBusyForms(event) {
     const target = event.detail.target;
     const fragment = event.detail.fragment;
@@ -175,6 +186,7 @@
     // Only swaps that replace the element (outerHTML) can lose a form; appends add beside it.
     if (!target.id || !Array.from(fragment.children || []).some((el) => el.id === target.id)) return;
     deferred.delete(target.id); // this update supersedes any older one still waiting
+    keepOpenMenus(target, fragment);
     const busy = Array.from(target.querySelectorAll("form")).filter(
       (form) => Array.from(form.elements).some(typingIn));
     if (!busy.length) return;

@@ -78,8 +78,10 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
             print(f"--- {name} log (tail) ---\n{log[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """Package-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    lives, so it must be gone before the suite's asyncio tests outside tests/e2e run."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
