@@ -283,6 +283,10 @@
       rememberLast(list);
       dropSettledOutbox();
       if (followBottom) scrollToEnd();
+    } else if (list && fresh && list.contains(fresh) && followBottom) {
+      // A message updated in place (a reaction, "Seen by") may grow: a reader at the bottom stays
+      // there, so the newest message never slides under the composer.
+      scrollToEnd();
     }
   });
   // Read receipts: when the page is visible, report the newest event shown, at most every 700 ms.
