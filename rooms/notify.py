@@ -85,9 +85,31 @@ def session_ended(*, account_id: int) -> None:
     _push_html(account_id, html)
 
 
-def outbox_nudge(*, account_id: int) -> None:
-    """Wake the sync host that owns the account: a message is waiting to be sent."""
-    _group_send(outbox_group(account_id), {"type": "outbox.nudge", "account_id": account_id})
+# What a nudge asks the owning host to do. Each kind runs only its own work, so a send's PUT never
+# waits behind verification handling or the reading of sealed history.
+NUDGE_SEND = "send"
+NUDGE_VERIFICATION = "verification"
+NUDGE_HISTORY_SEALED = "history-sealed"
+
+
+def _nudge(account_id: int, kind: str, **extra) -> None:
+    message = {"type": "outbox.nudge", "account_id": account_id, "kind": kind, **extra}
+    _group_send(outbox_group(account_id), message)
+
+
+def outbox_nudge(*, account_id: int, txn_id: str = "") -> None:
+    """Wake the sync host that owns the account: a message (`txn_id`) is waiting to be sent."""
+    _nudge(account_id, NUDGE_SEND, txn_id=txn_id)
+
+
+def verification_nudge(*, account_id: int) -> None:
+    """Wake the owning host: the person answered or started a verification."""
+    _nudge(account_id, NUDGE_VERIFICATION)
+
+
+def history_sealed_nudge(*, account_id: int) -> None:
+    """Wake the owning host: history a page fetched arrived encrypted; only its keys can read it."""
+    _nudge(account_id, NUDGE_HISTORY_SEALED)
 
 
 def _updated_messages(account: MatrixAccount, event_ids) -> list[str]:

@@ -513,7 +513,8 @@ def _queue(
             event_type=event_type,
             content=content,
         )
-        transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
+        txn_id = message.txn_id
+        transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id, txn_id=txn_id))
     return message
 
 
@@ -701,7 +702,7 @@ def room_history_fetch(*, account: MatrixAccount, room_id: str) -> int:
         )
         if any(e.get("type") == "m.room.encrypted" for e in events):
             # Only the owning host holds the device's keys: ask it to read these.
-            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+            transaction.on_commit(lambda: notify.history_sealed_nudge(account_id=account.pk))
     return new_rows
 
 
