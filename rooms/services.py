@@ -99,7 +99,9 @@ def sync_ingest(
             account_id=lease.account_id, defaults={"next_batch": batch.next_batch}
         )
         rooms_changed = len(batch.joined) + len(batch.invited) + len(batch.left)
-        if rooms_changed:
+        if rooms_changed and not new_events:
+            # New rows are announced with the room-list hint in the same push (notify.
+            # timeline_appended): one hint per sync, never two.
             account_id = lease.account_id
             transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, gaps=gaps)
