@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Raised with issue 8 from 27/27: reply previews read through the viewer's own timeline (and its
 # own view of deletions), identity warnings, gaps still filling (page); the media index, the local
 # read marker and authenticity marks (ingest).
-ROOM_PAGE_BUDGET = 30
+ROOM_PAGE_BUDGET = 27  # lowered with issue 9 from 30: a page load no longer saves the session
 INGEST_ONE_MESSAGE_BUDGET = 29
 
 
