@@ -169,6 +169,7 @@ class OutboxSender:
         self.crypto = crypto
         self.fence = crypto.fence if crypto is not None and crypto.fence else LeaseFence(lease)
         self.send_due = self.verify_due = self.sealed_due = False
+        self.device: selectors.Device | None = None  # the account's token and homeserver
 
     def nudged(self, kind: str = "") -> None:
         """A nudge arrived: note what it asks for and wake the loop. A send nudge (and one of an
@@ -219,7 +220,11 @@ class OutboxSender:
         when the homeserver cannot be reached at all, the rest of the round), never other rooms'
         messages; a refusal fails that message alone and the next one goes."""
         account_id = self.lease.account_id
-        device = await sync_to_async(selectors.account_device)(account_id=account_id)
+        device = self.device
+        if device is None:  # read once; again only after the homeserver refused its token
+            device = self.device = await sync_to_async(selectors.account_device)(
+                account_id=account_id
+            )
         pending = await sync_to_async(selectors.outbox_pending)(account_id=account_id)
         held_rooms: set[str] = set()
         delay = 0.0
@@ -316,8 +321,10 @@ class OutboxSender:
     async def _token_refused(
         self, device: selectors.Device, txn_id: str, error: TokenInvalid
     ) -> None:
-        """A new sign-in may have replaced the token since we read it: then simply try again.
-        Otherwise the homeserver ended the session: stop the account once and tell the person."""
+        """A new sign-in may have replaced the token since we read it: then simply try again
+        (with the device read afresh). Otherwise the homeserver ended the session: stop the
+        account once and tell the person."""
+        self.device = None
         ended = await sync_to_async(sessions.session_ended)(
             account_id=self.lease.account_id, rejected_token=device.access_token
         )
