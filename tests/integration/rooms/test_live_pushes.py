@@ -5,6 +5,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from accounts import live
 from rooms import notify, open_pages
@@ -35,6 +36,13 @@ async def pushes_until(socket: WebsocketCommunicator, account, marker: str) -> l
     while received[-1] != "sentinel":
         received.append(await socket.receive_from(timeout=10))
     return received[:-1]
+
+
+@pytest.fixture(autouse=True)
+async def _close_thread_connections():
+    """Ingest ran in asgiref's worker thread: give its connection back (or close it)."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
