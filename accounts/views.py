@@ -7,7 +7,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import live
+from accounts import live, page_session
 from accounts.forms import SignInForm
 
 
@@ -19,6 +19,9 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     form = SignInForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         login(request, form.user, backend="accounts.backends.MatrixPasswordBackend")
+        account = getattr(form.user, "matrix_account", None)
+        if account is not None:  # the first page then has nothing to write
+            page_session.session_keep(request, account_id=account.pk)
         target = request.GET.get("next", "")
         if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
             target = ""

@@ -107,7 +107,9 @@ def main() -> int:
         "DJANGO_SETTINGS_MODULE": "webclient.settings.embedded",
         "WEBCLIENT_DATA_DIR": str(services.data_dir),
         "REDIS_URL": services.redis_url,
-        "CELERY_BROKER_URL": services.redis_url.rsplit("/", 1)[0] + "/8",
+        # BENCH_BROKER_URL: a broker database of its own when several benches share one Redis.
+        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL")
+        or services.redis_url.rsplit("/", 1)[0] + "/8",
         "CHANNELS_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
         "MATRIX_HOMESERVER_URL": services.synapse.url,
         "MATRIX_REGISTRATION_SHARED_SECRET": services.synapse.shared_secret,

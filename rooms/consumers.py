@@ -8,12 +8,14 @@ import logging
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts import live
+from rooms import open_pages
 
 log = logging.getLogger(__name__)
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
     joined: tuple[str, ...] = ()
+    account_id: int | None = None
     rejoining: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send) -> None:
@@ -36,13 +38,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if session.session_key:
             groups.append(live.session_group(session.session_key))
         self.joined = tuple(groups)
+        self.account_id = account_id
         await self._join()
         await self.accept()
         self.rejoining = asyncio.create_task(self._keep_joined())
 
     async def _join(self) -> None:
+        """Join the groups and say the page is open (before it is accepted, so nothing rendered
+        after the page's catch-up is skipped for want of an open page)."""
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        if self.account_id is not None:
+            try:
+                await open_pages.page_seen(self.account_id, self.channel_name)
+            except Exception:  # Redis away: notify renders anyway when it cannot tell
+                log.warning("websocket could not mark its page open", exc_info=True)
 
     async def _keep_joined(self) -> None:
         """channels_redis forgets members after group_expiry, and all of them when Redis restarts:
@@ -67,6 +77,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         for group in groups:
             with contextlib.suppress(Exception):  # expiry removes what Redis could not
                 await self.channel_layer.group_discard(group, self.channel_name)
+        account_id, self.account_id = self.account_id, None
+        if account_id is not None:
+            with contextlib.suppress(Exception):  # the page lapses by itself
+                await open_pages.page_closed(account_id, self.channel_name)
 
     async def disconnect(self, code: int) -> None:
         await self._leave()

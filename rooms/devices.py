@@ -204,7 +204,7 @@ def verification_answer(*, account: MatrixAccount, verification_id: int, answer:
             raise MessageRejected("That verification has moved on; the page shows where it stands.")
         row.wanted = answer
         row.save(update_fields=["wanted", "updated_at"])
-    transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+    transaction.on_commit(lambda: notify.verification_nudge(account_id=account.pk))
 
 
 def verification_start(*, account: MatrixAccount, user_id: str, device_id: str) -> None:
@@ -224,7 +224,7 @@ def verification_start(*, account: MatrixAccount, user_id: str, device_id: str) 
         we_started=True,
         wanted=DeviceVerification.START,
     )
-    transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+    transaction.on_commit(lambda: notify.verification_nudge(account_id=account.pk))
 
 
 def backup_uploaded(*, account_id: int, version: str) -> set[str]:

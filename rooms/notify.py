@@ -8,7 +8,7 @@ from django.template.loader import render_to_string
 
 from accounts import live
 from accounts.models import MatrixAccount
-from rooms import selectors, timeline
+from rooms import open_pages, selectors, timeline
 from rooms.models import Membership, Room, TimelineEntry, TimelineGap
 
 account_group = live.account_group
@@ -36,6 +36,8 @@ def _push_html(account_id: int, html: str) -> None:
 
 def room_list_changed(*, account_id: int) -> None:
     """Ask the account's open pages to reload their room list fragment."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     _push_html(account_id, render_to_string("rooms/live.html#room-list-hint"))
 
 
@@ -47,6 +49,8 @@ def timeline_appended(
     touched_event_ids: list[str] = (),
 ) -> None:
     """Render new timeline rows once and push them to the account's pages."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     account = MatrixAccount.objects.filter(pk=account_id).first()
     if account is None:
         return
@@ -78,6 +82,8 @@ def _history_left(account: MatrixAccount, room: Room) -> bool:
 
 def outbox_status(*, account_id: int, txn_id: str) -> None:
     """Push a queued message's new state (sent or failed with a retry button)."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     message = selectors.outbox_message(account_id=account_id, txn_id=txn_id)
     if message is None:
         return
@@ -87,13 +93,37 @@ def outbox_status(*, account_id: int, txn_id: str) -> None:
 
 def session_ended(*, account_id: int) -> None:
     """Tell the person's open pages that the homeserver ended their session."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     html = render_to_string("rooms/live.html#session-notice", {"ended": True, "oob": True})
     _push_html(account_id, html)
 
 
-def outbox_nudge(*, account_id: int) -> None:
-    """Wake the sync host that owns the account: a message is waiting to be sent."""
-    _group_send(outbox_group(account_id), {"type": "outbox.nudge", "account_id": account_id})
+# What a nudge asks the owning host to do. Each kind runs only its own work, so a send's PUT never
+# waits behind verification handling or the reading of sealed history.
+NUDGE_SEND = "send"
+NUDGE_VERIFICATION = "verification"
+NUDGE_HISTORY_SEALED = "history-sealed"
+
+
+def _nudge(account_id: int, kind: str, **extra) -> None:
+    message = {"type": "outbox.nudge", "account_id": account_id, "kind": kind, **extra}
+    _group_send(outbox_group(account_id), message)
+
+
+def outbox_nudge(*, account_id: int, txn_id: str = "") -> None:
+    """Wake the sync host that owns the account: a message (`txn_id`) is waiting to be sent."""
+    _nudge(account_id, NUDGE_SEND, txn_id=txn_id)
+
+
+def verification_nudge(*, account_id: int) -> None:
+    """Wake the owning host: the person answered or started a verification."""
+    _nudge(account_id, NUDGE_VERIFICATION)
+
+
+def history_sealed_nudge(*, account_id: int) -> None:
+    """Wake the owning host: history a page fetched arrived encrypted; only its keys can read it."""
+    _nudge(account_id, NUDGE_HISTORY_SEALED)
 
 
 def _updated_messages(account: MatrixAccount, event_ids) -> list[str]:
@@ -114,6 +144,8 @@ def _updated_messages(account: MatrixAccount, event_ids) -> list[str]:
 
 def gap_changed(*, account_id: int, gap_id: int) -> None:
     """A gap was recorded or filled further (its marker moves up), or is complete (it goes)."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     gap = (
         TimelineGap.objects.filter(pk=gap_id, account_id=account_id).select_related("room").first()
     )
@@ -127,6 +159,8 @@ def gap_changed(*, account_id: int, gap_id: int) -> None:
 
 def typing_changed(*, account_id: int, typing: dict[str, list[str]]) -> None:
     """Who is typing in which room, rendered for the account's open pages (not stored)."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     parts = []
     for room in Room.objects.filter(room_id__in=list(typing)):
         names = selectors.typing_names(room=room, user_ids=typing[room.room_id])
@@ -137,6 +171,8 @@ def typing_changed(*, account_id: int, typing: dict[str, list[str]]) -> None:
 
 def messages_changed(*, account_id: int, event_ids: list[str]) -> None:
     """Re-render messages whose surroundings changed (who has seen them)."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     account = MatrixAccount.objects.filter(pk=account_id).first()
     if account is None:
         return
@@ -167,6 +203,8 @@ def _thread_replies(account: MatrixAccount, entry_ids: list[int]) -> list[str]:
 
 def verifications_changed(*, account_id: int) -> None:
     """Re-render the verification banner on the account's open pages."""
+    if not open_pages.any_open(account_id):
+        return  # no page to push to: it renders what it needs when it opens
     account = MatrixAccount.objects.filter(pk=account_id).first()
     if account is None:
         return

@@ -76,7 +76,7 @@ def message_retry(*, account_id: int, txn_id: str) -> OutboxMessage:
         if message.status == OutboxMessage.FAILED:
             message.status, message.error, message.attempts = OutboxMessage.PENDING, "", 0
             message.save(update_fields=["status", "error", "attempts", "updated_at"])
-            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
+            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id, txn_id=txn_id))
     return message
 
 

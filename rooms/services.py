@@ -99,7 +99,9 @@ def sync_ingest(
             account_id=lease.account_id, defaults={"next_batch": batch.next_batch}
         )
         rooms_changed = len(batch.joined) + len(batch.invited) + len(batch.left)
-        if rooms_changed:
+        if rooms_changed and not new_events:
+            # New rows are announced with the room-list hint in the same push (notify.
+            # timeline_appended): one hint per sync, never two.
             account_id = lease.account_id
             transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, gaps=gaps)
@@ -513,7 +515,8 @@ def _queue(
             event_type=event_type,
             content=content,
         )
-        transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id))
+        txn_id = message.txn_id
+        transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id, txn_id=txn_id))
     return message
 
 
@@ -701,7 +704,7 @@ def room_history_fetch(*, account: MatrixAccount, room_id: str) -> int:
         )
         if any(e.get("type") == "m.room.encrypted" for e in events):
             # Only the owning host holds the device's keys: ask it to read these.
-            transaction.on_commit(lambda: notify.outbox_nudge(account_id=account.pk))
+            transaction.on_commit(lambda: notify.history_sealed_nudge(account_id=account.pk))
     return new_rows
 
 

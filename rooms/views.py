@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import page_session
 from accounts.matrix.errors import MatrixError
 from rooms import devices, identities, media, outbox, selectors, services, trust
 from rooms.models import OutboxMessage
@@ -268,7 +269,7 @@ def room_read(request: HttpRequest, room_id: str) -> HttpResponse:
 
 def _shell(request: HttpRequest, account, template: str, **context) -> HttpResponse:
     """Render a page inside the shell (sidebar with the room list)."""
-    request.session["matrix_account_id"] = account.pk
+    page_session.session_keep(request, account_id=account.pk)
     status = context.pop("status", 200)
     return render(
         request,

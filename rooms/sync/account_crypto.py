@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.matrix.cross_signing import CrossSigningKeys
-from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable
+from accounts.matrix.crypto import CryptoDevice, CryptoUnavailable, to_device_events
 from accounts.matrix.errors import MatrixError
 from accounts.matrix.key_backup import BackupKey
 from rooms import devices, identities, room_members, selectors
@@ -47,6 +47,7 @@ class AccountCrypto:
         self._devices_seen: frozenset = frozenset()
         self.key_requests = KeyRequestSchedule(settings.KEY_REQUEST_RETRY_SECONDS)
         self._members_loaded: dict[str, int] = {}  # room id -> member count we loaded for
+        self._key_counts: object = None  # the one-time key counts nio saw last
 
     async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
         self.lease = lease
@@ -153,10 +154,18 @@ class AccountCrypto:
         crypto = self.device
         if crypto is None:
             return set()
+        counts = raw.get("device_one_time_keys_count")
+        verifying = self.verifications is not None and bool(self.verifications.verifier.views())
+        if not verifying and not touches_crypto(raw, batch, self._key_counts):
+            # Nothing for the Olm machine (most syncs of a busy room): only what nio queued
+            # itself (to-device messages, key queries) goes out, as after every sync.
+            await crypto.housekeeping()
+            return set()
         encrypted = await sync_to_async(selectors.encrypted_room_ids)(
             account_id=self.lease.account_id
         )
         absorbed = await crypto.absorb_sync(raw, room_events(batch), encrypted)
+        self._key_counts = counts
         await sync_to_async(devices.keys_withheld_save)(
             lease=self.lease, withheld=absorbed.withheld
         )
@@ -221,6 +230,28 @@ class AccountCrypto:
     async def close(self) -> None:
         if self.device is not None:
             await self.device.close()
+
+
+# Room events the Olm machine must see: what it decrypts, and what changes who it encrypts for.
+CRYPTO_EVENT_TYPES = frozenset({"m.room.encrypted", "m.room.encryption", "m.room.member"})
+
+
+def touches_crypto(raw: dict, batch, key_counts_seen: object) -> bool:
+    """Whether a /sync holds anything for the Olm machine: to-device messages, device list
+    changes, a one-time key count it has not seen, or encrypted, encryption or membership events
+    in a joined room. A sync of plain messages holds none of these."""
+    if to_device_events(raw):
+        return True
+    lists = raw.get("device_lists") if isinstance(raw.get("device_lists"), dict) else {}
+    if lists.get("changed") or lists.get("left"):
+        return True
+    if raw.get("device_one_time_keys_count") != key_counts_seen:
+        return True
+    return any(
+        event.get("type") in CRYPTO_EVENT_TYPES
+        for joined in batch.joined
+        for event in (*joined.state, *joined.timeline)
+    )
 
 
 def _members_may_have_changed(raw: dict) -> bool:

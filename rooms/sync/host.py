@@ -168,24 +168,49 @@ class OutboxSender:
         self.wake = asyncio.Event()
         self.crypto = crypto
         self.fence = crypto.fence if crypto is not None and crypto.fence else LeaseFence(lease)
+        self.send_due = self.verify_due = self.sealed_due = False
+        self.device: selectors.Device | None = None  # the account's token and homeserver
+
+    def nudged(self, kind: str = "") -> None:
+        """A nudge arrived: note what it asks for and wake the loop. A send nudge (and one of an
+        unknown kind) sends; verification and sealed-history work run only on their own nudges."""
+        if kind == notify.NUDGE_VERIFICATION:
+            self.verify_due = True
+        elif kind == notify.NUDGE_HISTORY_SEALED:
+            self.sealed_due = True
+        else:
+            self.send_due = True
+        self.wake.set()
 
     async def run(self) -> None:
         attempt = 0
-        nudged = False
+        # The first round sends what waited for an owner and carries out answers given meanwhile.
+        self.send_due, self.verify_due = True, True
+        loop = asyncio.get_running_loop()
+        due_at = loop.time()
         while True:
-            if self.crypto is not None and self.crypto.verifications is not None:
-                await self.crypto.verifications.perform()
-            if nudged and self.crypto is not None and self.crypto.device is not None:
-                # History a page fetched arrives sealed and nudges us: read what we can.
-                await retry_sealed(self.lease, self.crypto.device, limit=100)
+            if self.send_due:
+                self.send_due = False
+                try:
+                    delay = await self.send_pending(attempt)
+                except SessionEnded:
+                    return  # the host drops the account; signing in again brings it back
+                attempt = attempt + 1 if delay else 0
+                due_at = loop.time() + (delay or self.IDLE_SECONDS)
+            if self.verify_due:
+                self.verify_due = False
+                if self.crypto is not None and self.crypto.verifications is not None:
+                    await self.crypto.verifications.perform()
+            if self.sealed_due:
+                self.sealed_due = False
+                if self.crypto is not None and self.crypto.device is not None:
+                    # History a page fetched arrives sealed and nudges us: read what we can.
+                    await retry_sealed(self.lease, self.crypto.device, limit=100)
             try:
-                delay = await self.send_pending(attempt)
-            except SessionEnded:
-                return  # the host drops the account; signing in again brings it back
-            attempt = attempt + 1 if delay else 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=delay or self.IDLE_SECONDS)
-            nudged = self.wake.is_set()
+                await asyncio.wait_for(self.wake.wait(), timeout=max(0.0, due_at - loop.time()))
+            except TimeoutError:
+                # A retry is due, or the idle poll: send, and look at verifications as before.
+                self.send_due = self.verify_due = True
             self.wake.clear()
 
     async def send_pending(self, attempt: int) -> float:
@@ -195,7 +220,11 @@ class OutboxSender:
         when the homeserver cannot be reached at all, the rest of the round), never other rooms'
         messages; a refusal fails that message alone and the next one goes."""
         account_id = self.lease.account_id
-        device = await sync_to_async(selectors.account_device)(account_id=account_id)
+        device = self.device
+        if device is None:  # read once; again only after the homeserver refused its token
+            device = self.device = await sync_to_async(selectors.account_device)(
+                account_id=account_id
+            )
         pending = await sync_to_async(selectors.outbox_pending)(account_id=account_id)
         held_rooms: set[str] = set()
         delay = 0.0
@@ -292,8 +321,10 @@ class OutboxSender:
     async def _token_refused(
         self, device: selectors.Device, txn_id: str, error: TokenInvalid
     ) -> None:
-        """A new sign-in may have replaced the token since we read it: then simply try again.
-        Otherwise the homeserver ended the session: stop the account once and tell the person."""
+        """A new sign-in may have replaced the token since we read it: then simply try again
+        (with the device read afresh). Otherwise the homeserver ended the session: stop the
+        account once and tell the person."""
+        self.device = None
         ended = await sync_to_async(sessions.session_ended)(
             account_id=self.lease.account_id, rejected_token=device.access_token
         )
@@ -512,7 +543,7 @@ class SyncHost:
                 continue
             owned = self.owned.get(message.get("account_id"))
             if owned is not None:
-                owned.outbox.wake.set()
+                owned.outbox.nudged(message.get("kind", ""))
 
     async def _reap_finished(self) -> None:
         for account_id, owned in list(self.owned.items()):

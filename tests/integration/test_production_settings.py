@@ -76,3 +76,18 @@ def test_a_malformed_proxy_address_stops_the_start():
     result = manage("check", env={**PRODUCTION_ENV, "WEBCLIENT_TRUSTED_PROXIES": "10.0.0.300"})
     assert result.returncode != 0
     assert "WEBCLIENT_TRUSTED_PROXIES" in result.stderr
+
+
+def test_postgresql_connections_come_from_a_pool():
+    pool = "settings.DATABASES['default']['OPTIONS']['pool']"
+    sized = (
+        f"({pool}['min_size'], {pool}['max_size'], settings.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    assert production_setting(sized) == "(2, 20, 0)"
+    assert production_setting(sized, DATABASE_POOL_MAX_SIZE="40") == "(2, 40, 0)"
+    # Django builds the pool (psycopg-pool is installed; connections open in the background).
+    opened = production_setting(
+        "__import__('django.db').db.connection.pool is not None",
+        DATABASE_URL=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    assert opened == "True"

@@ -59,7 +59,9 @@ MIDDLEWARE = [
     "webclient.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files leave here, compressed already
+    # Below whitenoise, above everything that writes a body: pages go out gzipped (BREACH-padded).
+    "webclient.compression.TextGZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,6 +103,18 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Each process keeps a pool (psycopg-pool): a request borrows an open connection instead of
+    # opening one (TCP, TLS and authentication on every request). Size it for the threads that
+    # hold a connection at once: a web process's request threads, a sync worker's hosts (each
+    # with its lease thread and its database thread); PostgreSQL's max_connections bounds the sum.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": int(os.environ.get("DATABASE_POOL_MIN_SIZE", "2")),
+            "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
+            "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+        }
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

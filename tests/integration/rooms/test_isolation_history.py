@@ -15,7 +15,7 @@ from django.test import AsyncClient, Client
 from accounts.matrix import media_api
 from accounts.matrix.http import matrix_request, quote
 from accounts.models import MatrixAccount
-from rooms import media
+from rooms import media, open_pages
 from rooms.models import Membership, TimelineEntry
 from rooms.notify import account_group
 from tests.fixtures.images import PNG
@@ -146,6 +146,7 @@ async def listen(person: Person) -> tuple[str, object]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(account_group(person.account.pk), channel)
+    await open_pages.page_seen(person.account.pk, channel)  # notify renders only for open pages
     return channel, layer
 
 

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.models import MatrixAccount
-from rooms import media, media_index, notify, services, visibility
+from rooms import media, media_index, notify, open_pages, services, visibility
 from rooms.models import (
     LinkPreview,
     MediaReference,
@@ -130,6 +130,7 @@ def pushed(monkeypatch) -> dict[int, list[str]]:
     monkeypatch.setattr(
         notify, "_push_html", lambda account_id, html: sent.setdefault(account_id, []).append(html)
     )
+    monkeypatch.setattr(open_pages, "any_open", lambda account_id: True)  # pages are open
     return sent
 
 

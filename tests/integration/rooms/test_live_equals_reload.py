@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from accounts.models import MatrixAccount
-from rooms import notify, services
+from rooms import notify, open_pages, services
 from rooms.models import TimelineGap
 from rooms.services import LeaseHandle
 from rooms.sync.batch import JoinedRoomBatch, SyncBatch
@@ -38,6 +38,7 @@ def test_pushed_fragments_equal_the_reloaded_timeline(monkeypatch):
     )
     pushed: list[str] = []
     monkeypatch.setattr(notify, "_push_html", lambda account_id, html: pushed.append(html))
+    monkeypatch.setattr(open_pages, "any_open", lambda account_id: True)  # a page is open
     token = lease_claim(account_id=account.pk, owner="test-host", seconds=60)
     lease = LeaseHandle(account.pk, "test-host", token)
     room_id = "!elsinore:hs"

@@ -9,11 +9,12 @@ them here, on purpose and in review."""
 import re
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.matrix.http import quote
-from rooms import previews, services
+from rooms import open_pages, previews, services
 from tests.integration.rooms.helpers import (
     as_user,
     claim_lease,
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Raised with issue 8 from 27/27: reply previews read through the viewer's own timeline (and its
 # own view of deletions), identity warnings, gaps still filling (page); the media index, the local
 # read marker, authenticity marks and gap bookkeeping (ingest).
-ROOM_PAGE_BUDGET = 30
+ROOM_PAGE_BUDGET = 27  # lowered with issue 9 from 30: a page load no longer saves the session
 INGEST_ONE_MESSAGE_BUDGET = 30
 
 
@@ -125,6 +126,8 @@ def test_ingesting_one_message_costs_a_fixed_few_queries(client, matrix_user_fac
     room_id = busy_room(alice, bob, messages=10, name="ingest")
     since = sync_and_ingest(account).next_batch
 
+    # A page is open, so the push (rendered after commit) is counted too.
+    async_to_sync(open_pages.page_seen)(account.pk, "budget-page")
     send_event(bob, room_id, text("one more thing"))
     one, since = ingest_queries(account, since=since, expect=["one more thing"])
     assert len(one) <= INGEST_ONE_MESSAGE_BUDGET, "\n".join(one)
