@@ -114,6 +114,7 @@ def test_back_filled_rows_and_gap_markers_pushed_live_equal_the_reload(monkeypat
     )
     pushed: list[str] = []
     monkeypatch.setattr(notify, "_push_html", lambda account_id, html: pushed.append(html))
+    monkeypatch.setattr(open_pages, "any_open", lambda account_id: True)  # a page is open
     token = lease_claim(account_id=account.pk, owner="test-host", seconds=60)
     lease = LeaseHandle(account.pk, "test-host", token)
     room_id = "!elsinore:hs"

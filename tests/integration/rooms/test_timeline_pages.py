@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import MatrixAccount
-from rooms import services
+from rooms import notify, open_pages, services
 from rooms.models import Membership, TimelineEntry, TimelineGap
 from rooms.services import LeaseHandle
 from rooms.sync.batch import JoinedRoomBatch, SyncBatch
@@ -247,10 +247,10 @@ def test_catch_up_carries_the_gaps_still_filling_and_only_those():
 
 def test_a_push_offers_earlier_messages_while_the_homeserver_has_more(monkeypatch):
     """A page opened before the room's first sync came in has no "Earlier messages" yet."""
-    from rooms import notify
 
     pushed: list[str] = []
     monkeypatch.setattr(notify, "_push_html", lambda account_id, html: pushed.append(html))
+    monkeypatch.setattr(open_pages, "any_open", lambda account_id: True)  # a page is open
     room = Room("hamlet")
     room.batches += 1
     services.sync_ingest(
