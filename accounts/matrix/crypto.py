@@ -185,6 +185,7 @@ class CryptoDevice:
         try:
             self._client.restore_login(self.user_id, self.device_id, self._token)
         except Exception as error:  # a store nio cannot read: say so, do not guess
+            self._fence.check()  # unless the lease was lost on the way: the owner stops instead
             raise CryptoUnavailable(f"The crypto store could not be opened: {error}") from error
         if self._client.olm is None:
             raise CryptoUnavailable("The crypto store could not be opened.")

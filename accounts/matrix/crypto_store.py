@@ -348,7 +348,11 @@ def import_legacy_store(store: DatabaseStore, folder: Path) -> bool:
             store.records.write(rows)
             copied = True
     backup = path.with_name(path.name + ".migrated")
-    path.rename(backup)
+    try:
+        path.rename(backup)
+    except OSError as error:  # imported all the same; the database wins on every later open
+        log.warning("the old crypto store %s could not be renamed: %s", path, error)
+        return copied
     log.info(
         "crypto store of %s/%s imported into the database (%s); the old file is kept as %s",
         store.user_id,
