@@ -73,3 +73,26 @@ class ServiceCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user_id})"
+
+
+class CryptoStoreRecord(models.Model):
+    """One record of a device's end-to-end encryption store (accounts/matrix/crypto_store.py): its
+    Olm account, an Olm or Megolm session, a device's keys or trust, an encrypted room. Kept in the
+    database so any sync host can take the account over; pickles are encrypted with the account's
+    pickle key (itself encrypted with the master key), so a row alone unlocks nothing."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="+")
+    device_id = models.CharField(max_length=255)  # a new device starts with an empty store
+    kind = models.CharField(max_length=16)
+    key = models.TextField()
+    value = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "device_id", "kind", "key"], name="crypto_store_record_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.device_id} {self.kind} {self.key[:40]}"

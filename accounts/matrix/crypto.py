@@ -1,16 +1,16 @@
 """One account's end-to-end encryption device: Olm and Megolm through matrix-nio and vodozemac.
 
 Only the sync host holding the account's lease opens it (one owner per device, see ARCHITECTURE),
-so nothing else ever reads or writes the crypto store, and every store write and every request
-passes the owner's fence first (`Fence`): an owner that lost its lease stops touching it at once.
-The store is nio's SQLite file in a folder of its own per account; its pickles are encrypted with
-the account's random pickle key, which is itself encrypted at rest with the workspace's master key.
+so nothing else ever reads or writes the crypto store, and every request passes the owner's fence
+first (`Fence`): an owner that lost its lease stops touching it at once. The store is in the project
+database (crypto_store.py, `CryptoRecords`), whose writes check the lease in their own transaction;
+its pickles are encrypted with the account's random pickle key, which is itself encrypted at rest
+with the workspace's master key. Nothing is kept on the host's disk.
 We feed nio the /sync body we fetched ourselves, reduced to what crypto needs, and never let it
 fetch or store sync tokens.
 """
 
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from nio.rooms import MatrixRoom
 from accounts.matrix import sync_api
 from accounts.matrix.crypto_authenticity import Provenance, provenance
 from accounts.matrix.crypto_backup import KeyBackup
+from accounts.matrix.crypto_store import CryptoRecords, DatabaseStore
 from accounts.matrix.crypto_trust import DeviceTrust
 from accounts.matrix.errors import HomeserverUnreachable, MatrixError
 from accounts.matrix.http import quote
@@ -97,7 +98,7 @@ class Fence(Protocol):
     may no longer use the device, and the device then writes and sends nothing more."""
 
     def check(self) -> None:
-        """Before every crypto-store write: no I/O."""
+        """No I/O: raises once this owner's lease ran out by its own clock."""
 
     async def verify(self) -> None:
         """Before every request, absorbed sync and encryption: asks whether the lease is ours."""
@@ -122,18 +123,6 @@ class _FencedClient(AsyncClient):
         return await super().send(*args, **kwargs)
 
 
-def _fence_store_writes(database, fence: Fence) -> None:
-    """Every statement nio writes to the store passes the fence first; reads pass freely."""
-    execute_sql = database.execute_sql
-
-    def fenced(sql: str, *args, **kwargs):
-        if sql.lstrip()[:7].upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
-            fence.check()
-        return execute_sql(sql, *args, **kwargs)
-
-    database.execute_sql = fenced
-
-
 def is_encrypted_event(event: dict) -> bool:
     content = event.get("content")
     return (
@@ -154,20 +143,27 @@ class CryptoDevice:
         device_id: str,
         access_token: str,
         pickle_key: str,
-        store_dir: Path,
+        records: CryptoRecords,
+        legacy_store_dir: Path | None = None,
         fence: Fence | None = None,
     ) -> None:
+        """`records`: where the store lives (fenced by the owner's lease); `legacy_store_dir`: the
+        folder of the device's old nio SQLite file, imported into `records` on open if present."""
         self.user_id = user_id
         self.device_id = device_id
-        self.store_dir = store_dir
         self._token = access_token
         self._fence = fence or _Unfenced()
+
+        def store(user_id: str, device_id: str, *_ignored) -> DatabaseStore:
+            return DatabaseStore(user_id, device_id, records, pickle_key, legacy_store_dir)
+
         self._client = _FencedClient(
             homeserver_url,
             user_id,
             device_id=device_id,
-            store_path=str(store_dir),
+            store_path="database",  # nio insists on one; DatabaseStore opens no file
             config=AsyncClientConfig(
+                store=store,
                 encryption_enabled=True,
                 store_sync_tokens=False,
                 pickle_key=pickle_key,
@@ -184,17 +180,15 @@ class CryptoDevice:
         """Load (or create) the device's Olm account and publish its keys if the server needs them."""
         if not ENCRYPTION_ENABLED:
             raise CryptoUnavailable("End-to-end encryption needs matrix-nio[e2e] (vodozemac).")
-        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.store_dir, 0o700)
         self._client.client_session = http  # the host's pool, shared by all its accounts
         await self._fence.verify()  # loading a store may write to it (a new Olm account)
         try:
             self._client.restore_login(self.user_id, self.device_id, self._token)
         except Exception as error:  # a store nio cannot read: say so, do not guess
+            self._fence.check()  # unless the lease was lost on the way: the owner stops instead
             raise CryptoUnavailable(f"The crypto store could not be opened: {error}") from error
         if self._client.olm is None:
             raise CryptoUnavailable("The crypto store could not be opened.")
-        _fence_store_writes(self._client.store.database, self._fence)
         await self.housekeeping()
 
     def use_access_token(self, token: str) -> None:
@@ -442,12 +436,8 @@ class CryptoDevice:
         )
 
     async def close(self) -> None:
-        """Let go of the store; the shared HTTP pool belongs to the host."""
+        """Let go of the HTTP pool, which belongs to the host (the store holds nothing open)."""
         self._client.client_session = None
-        store = self._client.store
-        database = getattr(store, "database", None)
-        if database is not None:
-            database.close()
 
 
 def _crypto_view(raw: dict[str, Any], rooms: dict[str, RoomEvents]) -> dict[str, Any]:

@@ -3,7 +3,8 @@ backup), each sync absorbed (decryption, withheld keys, verification progress), 
 could not read retried, and the devices we encrypt for exported for the rooms' indicators.
 
 Only the account's sync host creates one, under the account's lease: the crypto store has one user.
-The lease's fence goes with the device, which checks it before every store write and every request
+The store is in the database (crypto_records.py), each write checking the lease in its own
+transaction; the lease's fence also goes with the device, which checks it before every request
 (see fence.py): an owner that lost the lease stops at once and leaves the store to the new one.
 """
 
@@ -19,6 +20,7 @@ from accounts.matrix.errors import MatrixError
 from accounts.matrix.key_backup import BackupKey
 from rooms import devices, identities, room_members, selectors
 from rooms.services import LeaseHandle
+from rooms.sync.crypto_records import DatabaseRecords
 from rooms.sync.decryption import (
     apply_decryptions,
     request_missing_keys,
@@ -59,7 +61,8 @@ class AccountCrypto:
             device_id=device.device_id,
             access_token=device.access_token,
             pickle_key=device.pickle_key,
-            store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
+            records=DatabaseRecords(lease.account_id, device.device_id, self.fence),
+            legacy_store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
             fence=self.fence,
         )
         try:

@@ -1,20 +1,22 @@
-"""The lease fence of one owned account, for what no database transaction covers: the crypto store
-and everything the device sends to the homeserver.
+"""The lease fence of one owned account: its crypto-store writes, and what no database transaction
+covers, everything the device sends to the homeserver.
 
 A host that was frozen (SIGSTOP, a paused VM, a long GC) past its lease must do no harm when it
-wakes, even before its next heartbeat. Two checks, both refusing once the lease may be someone else's:
+wakes, even before its next heartbeat. Three checks, all refusing once the lease may be someone else's:
 
 - `check()` costs nothing (no I/O): by this host's own clock the lease has not run out since it was
   last claimed or renewed (timed from before the request, so never later than the expiry the
-  database holds). It runs before every crypto-store write: a host frozen past its lease fails it
-  at once, whoever holds the lease now.
+  database holds). A host frozen past its lease fails it at once, whoever holds the lease now.
+- `hold()` runs inside every crypto-store write's own transaction (rooms/sync/crypto_records.py):
+  `check()`, then it locks the lease row, still ours, unexpired, as ingest does; so a stale
+  owner's store write is refused and rolled back, however long it was frozen before it.
 - `verify()` adds one indexed read: the lease row still names us, with our token, unexpired. It runs
   before every request the crypto device makes, before the device absorbs a sync or encrypts, and
   before every send.
 
-Once either fails the fence stays shut and raises LeaseLost; the host stops the account.
+Once one fails the fence stays shut and raises LeaseLost; the host stops the account.
 
-Lease database work (these checks and the heartbeat's) runs on a thread of its own, `lease_db`, so it
+Lease database work (`verify` and the heartbeat's) runs on a thread of its own, `lease_db`, so it
 never queues behind other accounts' ingest on asgiref's shared thread (see STACK-NOTES "asgiref").
 """
 
@@ -75,6 +77,18 @@ class LeaseFence:
                 f"account {self.lease.account_id}: lease {self.lease.token} of "
                 f"{self.lease.owner} is lost: {self.lost}"
             )
+
+    def hold(self) -> None:
+        """Inside a transaction: `check`, then lock our lease row or raise LeaseLost (the crypto
+        store's writes, rooms/sync/crypto_records.py). A takeover waits for our commit."""
+        self.check()
+        try:
+            leases.lease_check(
+                account_id=self.lease.account_id, owner=self.lease.owner, token=self.lease.token
+            )
+        except LeaseLost:
+            self.lost = self.lost or "another host took it, or it ran out"
+            raise
 
     async def verify(self) -> None:
         """`check`, then ask the database whether the lease is still ours (one indexed read)."""

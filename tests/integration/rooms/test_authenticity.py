@@ -3,18 +3,16 @@ colleague's changed identity warns, the room indicator counts everyone's devices
 sender withheld are not asked for again. Against the real Synapse with nio peers."""
 
 import asyncio
-import shutil
 import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from nio import RoomCreateResponse
 
 from accounts.matrix.client_api import password_login
 from accounts.matrix.cross_signing import CrossSigningKeys
 from accounts.matrix.http import matrix_request, quote
-from accounts.models import MatrixAccount
+from accounts.models import CryptoStoreRecord, MatrixAccount
 from rooms import selectors, services
 from rooms.models import (
     BackedUpRoomKey,
@@ -158,7 +156,7 @@ async def test_a_key_restored_from_the_backup_marks_its_messages(
             MatrixAccount.objects.filter(pk=account.pk).update(
                 device_id=session.device_id, access_token=session.access_token
             )
-            shutil.rmtree(settings.CRYPTO_STORE_DIR / str(account.pk))
+            CryptoStoreRecord.objects.filter(account=account).delete()  # its crypto store
             event = Event.objects.get(event_id=event_id)
             Event.objects.filter(pk=event.pk).update(
                 raw=event.encrypted_raw, encrypted_raw=None, event_type="m.room.encrypted"

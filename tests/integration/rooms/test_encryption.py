@@ -1,13 +1,12 @@
 """End-to-end encrypted rooms, both ways, against an independent nio client with its own Olm device.
 
-The webclient side is the real sync host (crypto store on disk, pickle key from the database);
+The webclient side is the real sync host (crypto store and pickle key in the database);
 the peer is a plain matrix-nio client with encryption on, as another Matrix client would be."""
 
 import asyncio
 import contextlib
 import io
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from accounts.matrix import attachments, media_api
 from accounts.matrix.client_api import password_login
 from accounts.matrix.cross_signing import CrossSigningKeys, public_key_of, verify_signature
 from accounts.matrix.http import matrix_request
-from accounts.models import MatrixAccount
+from accounts.models import CryptoStoreRecord, MatrixAccount
 from rooms import media, selectors, services
 from rooms.models import (
     BackedUpRoomKey,
@@ -280,15 +279,18 @@ async def test_crypto_store_and_database_hold_no_plaintext_keys_or_tokens(
         session = peer.olm.outbound_group_sessions[room_id]
         room_key = session.session_key  # what the room key message carries (base64)
         account = await sync_to_async(MatrixAccount.objects.get)(pk=account.pk)
-        store = settings.CRYPTO_STORE_DIR / str(account.pk)
-        files = [p for p in store.rglob("*") if p.is_file()]
-        assert files, "the crypto store is on disk"
-        assert oct(store.stat().st_mode & 0o777) == "0o700"
+        assert not (settings.CRYPTO_STORE_DIR / str(account.pk)).exists(), "nothing on the disk"
+        records = await sync_to_async(list)(
+            CryptoStoreRecord.objects.filter(account=account).values_list("kind", "value")
+        )
+        kinds = {kind for kind, _ in records}
+        assert {"account", "olm", "megolm", "device"} <= kinds, (
+            "the crypto store is in the database"
+        )
         secrets = [account.access_token, account.pickle_key, room_key, room_key[:32]]
-        for path in files:
-            data = path.read_bytes()
+        for kind, value in records:
             for secret in secrets:
-                assert secret.encode() not in data, f"{secret[:6]}... in {path.name}"
+                assert secret not in value, f"{secret[:6]}... in a {kind} record"
         dump = await sync_to_async(dump_database)()
         assert "keys stay locked" in dump  # the dump is real (messages are kept for the records)
         for secret in (account.access_token, account.pickle_key, room_key[:32]):
@@ -403,7 +405,7 @@ async def test_room_keys_are_backed_up_and_a_new_device_reads_history_again(
             MatrixAccount.objects.filter(pk=account.pk).update(
                 device_id=session.device_id, access_token=session.access_token
             )
-            shutil.rmtree(settings.CRYPTO_STORE_DIR / str(account.pk))
+            CryptoStoreRecord.objects.filter(account=account).delete()  # its crypto store
             event = Event.objects.get(event_id=event_id)
             Event.objects.filter(pk=event.pk).update(
                 raw=event.encrypted_raw, encrypted_raw=None, event_type="m.room.encrypted"

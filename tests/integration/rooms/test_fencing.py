@@ -4,7 +4,7 @@ sends nothing when it wakes (SIGCONT); it stops the account, and the new owner d
 as usual. Two real host processes on one database, the real Synapse, an encrypting nio peer.
 
 What each host does is recorded below every fence (tests/integration/rooms/traced_host.py):
-SQLite's own trace of the writes to the crypto store, and every HTTP request the process starts.
+every committed write to its crypto store, and every HTTP request the process starts.
 """
 
 import asyncio
@@ -228,6 +228,7 @@ async def test_a_host_frozen_past_its_lease_writes_and_sends_nothing_when_it_wak
             account_id=account.pk, room=room, body="sent by A"
         )
         await until(sent(hello.txn_id))
+        assert any(line.startswith("sql ") for line in a.trace_since(0)), "writes are traced"
 
         await freeze(a, in_long_poll=True)
         # While A sleeps in its long-poll, the peer starts a new room key (an Olm message to our
