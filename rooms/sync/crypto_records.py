@@ -13,24 +13,16 @@ one thread means one connection per host process, whatever the number of account
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 
 from accounts.models import CryptoStoreRecord
-from rooms.sync.fence import LeaseFence
+from rooms.sync.fence import LeaseFence, run_on_own_connection
 
 _STORE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crypto-store")
 
 
 def _on_store_thread[T](function: Callable[[], T]) -> T:
-    return _STORE_THREAD.submit(_call, function).result()
-
-
-def _call[T](function: Callable[[], T]) -> T:
-    try:
-        return function()
-    except DatabaseError:
-        connection.close()  # the next call opens a fresh one (the database may have restarted)
-        raise
+    return _STORE_THREAD.submit(run_on_own_connection, function).result()
 
 
 class DatabaseRecords:

@@ -38,12 +38,15 @@ _LEASE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leases")
 
 async def lease_db[T](function: Callable[..., T], /, **kwargs) -> T:
     """Run a lease function on the lease thread (keyword arguments only, like the functions)."""
-    return await sync_to_async(_call, thread_sensitive=False, executor=_LEASE_THREAD)(
-        function, kwargs
-    )
+    return await sync_to_async(
+        run_on_own_connection, thread_sensitive=False, executor=_LEASE_THREAD
+    )(function, **kwargs)
 
 
-def _call[T](function: Callable[..., T], kwargs: dict) -> T:
+def run_on_own_connection[T](function: Callable[..., T], /, **kwargs) -> T:
+    """Run database work on a dedicated thread's long-lived connection (the lease thread here,
+    the crypto store's thread in crypto_records.py), dropping that connection on a database
+    error."""
     try:
         return function(**kwargs)
     except DatabaseError:
