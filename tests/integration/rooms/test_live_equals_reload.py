@@ -27,7 +27,10 @@ def message(n: int, sender: str, **content) -> dict:
     }
 
 
-def test_pushed_fragments_equal_the_reloaded_timeline(monkeypatch):
+@pytest.fixture
+def hamlet(monkeypatch) -> tuple:
+    """(user, account, lease, pushed): an account whose live pushes are collected in `pushed`, as
+    a page of its own (open) would receive them."""
     user = get_user_model().objects.create_user(username="hamlet")
     account = MatrixAccount.objects.create(
         user=user,
@@ -41,6 +44,11 @@ def test_pushed_fragments_equal_the_reloaded_timeline(monkeypatch):
     monkeypatch.setattr(open_pages, "any_open", lambda account_id: True)  # a page is open
     token = lease_claim(account_id=account.pk, owner="test-host", seconds=60)
     lease = LeaseHandle(account.pk, "test-host", token)
+    return user, account, lease, pushed
+
+
+def test_pushed_fragments_equal_the_reloaded_timeline(hamlet):
+    user, account, lease, pushed = hamlet
     room_id = "!elsinore:hs"
     member = {
         "event_id": "$m",
@@ -103,20 +111,8 @@ def apply_pushes(pushed: list[str]) -> list[str]:
     return [r[2] for r in rows]
 
 
-def test_back_filled_rows_and_gap_markers_pushed_live_equal_the_reload(monkeypatch):
-    user = get_user_model().objects.create_user(username="hamlet")
-    account = MatrixAccount.objects.create(
-        user=user,
-        homeserver_url="http://127.0.0.1:9",
-        mxid="@hamlet:hs",
-        device_id="D",
-        access_token="syt_x",
-    )
-    pushed: list[str] = []
-    monkeypatch.setattr(notify, "_push_html", lambda account_id, html: pushed.append(html))
-    monkeypatch.setattr(open_pages, "any_open", lambda account_id: True)  # a page is open
-    token = lease_claim(account_id=account.pk, owner="test-host", seconds=60)
-    lease = LeaseHandle(account.pk, "test-host", token)
+def test_back_filled_rows_and_gap_markers_pushed_live_equal_the_reload(hamlet):
+    user, account, lease, pushed = hamlet
     room_id = "!elsinore:hs"
     client = Client()
     client.force_login(user)
