@@ -13,17 +13,28 @@ PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "x" * 20 + Fernet.generate_key().decode(),
     "WEBCLIENT_SECRET_KEYS": Fernet.generate_key().decode(),
     "MATRIX_HOMESERVER_URL": "https://matrix.example.org",
+    "MATRIX_REGISTRATION_SHARED_SECRET": "shared-" + Fernet.generate_key().decode(),
+    "REDIS_URL": "redis://redis.example.org:6379/0",
     "DATABASE_URL": "postgres://webclient@127.0.0.1:5432/webclient",
     "DJANGO_ALLOWED_HOSTS": "chat.example.org",
 }
 
 
+def manage_env(env: dict[str, str] = PRODUCTION_ENV) -> dict[str, str]:
+    """The test process's environment without anything the settings read, then `env`."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "WEBCLIENT_", "MATRIX_", "REDIS_", "CELERY_"))
+    }
+    return {**clean, **env}
+
+
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WEBCLIENT_"))}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**clean, **env},
+        env=manage_env(env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -36,11 +47,61 @@ def test_deploy_checks_are_clean():
     assert "no issues" in result.stdout
 
 
-def test_missing_master_key_stops_the_start():
+# One interpreter tries each case (a subprocess per case costs seconds each): the settings modules
+# are imported afresh with one variable missing, and the error they raise is printed.
+EACH_MISSING = """
+import importlib, os, sys
+from django.core.exceptions import ImproperlyConfigured
+import webclient.settings.base as base
+for name in sys.argv[1:]:
+    saved = os.environ.pop(name)
+    try:
+        importlib.reload(base)
+        sys.modules.pop("webclient.settings.production", None)
+        importlib.import_module("webclient.settings.production")
+        print(name, "started anyway")
+    except ImproperlyConfigured as error:
+        print(name, error)
+    os.environ[name] = saved
+"""
+REQUIRED = [
+    "WEBCLIENT_SECRET_KEYS",
+    # Without it base.py would quietly use a Redis on 127.0.0.1: the wrong broker and layer.
+    "REDIS_URL",
+    "MATRIX_HOMESERVER_URL",
+    "MATRIX_REGISTRATION_SHARED_SECRET",
+    "DATABASE_URL",
+    "DJANGO_SECRET_KEY",
+]
+
+
+def test_each_missing_address_or_secret_stops_the_start():
+    clean = {k: v for k, v in manage_env().items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", EACH_MISSING, *REQUIRED],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    said = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
+    assert said == {name: f"Set {name} in the environment for production." for name in REQUIRED}
+
+
+def test_missing_master_key_stops_manage_py():
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != "WEBCLIENT_SECRET_KEYS"}
     result = manage("check", env=env)
     assert result.returncode != 0
     assert "WEBCLIENT_SECRET_KEYS" in result.stderr
+
+
+def test_the_given_redis_carries_the_broker_and_the_channel_layer():
+    layer = "settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address']"
+    assert production_setting(f"({layer}, settings.CELERY_BROKER_URL)") == (
+        "('redis://redis.example.org:6379/0', 'redis://redis.example.org:6379/0')"
+    )
 
 
 def production_setting(expression: str, **env: str) -> str:

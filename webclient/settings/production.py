@@ -7,16 +7,21 @@ from django.core.exceptions import ImproperlyConfigured
 from webclient.settings.base import *  # noqa: F403
 from webclient.settings.base import (
     MATRIX_HOMESERVER_URL,
+    MATRIX_REGISTRATION_SHARED_SECRET,
     SECRET_KEY,
     TRUSTED_PROXIES,
     WEBCLIENT_SECRET_KEYS,
 )
 
+# base.py falls back to a local Redis and SQLite for the embedded run; in production a missing
+# address must stop the start instead of quietly using the wrong server.
 for _name, _value in {
     "DJANGO_SECRET_KEY": SECRET_KEY,
     "WEBCLIENT_SECRET_KEYS": WEBCLIENT_SECRET_KEYS,
     "MATRIX_HOMESERVER_URL": MATRIX_HOMESERVER_URL,
+    "MATRIX_REGISTRATION_SHARED_SECRET": MATRIX_REGISTRATION_SHARED_SECRET,
     "DATABASE_URL": os.environ.get("DATABASE_URL"),
+    "REDIS_URL": os.environ.get("REDIS_URL"),
 }.items():
     if not _value:
         raise ImproperlyConfigured(f"Set {_name} in the environment for production.")
