@@ -9,6 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts import live
 from rooms import open_pages
+from rooms.metrics import WEBSOCKETS
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     rejoining: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send) -> None:
+        WEBSOCKETS.inc()
         try:
             await super().__call__(scope, receive, send)
         finally:  # however the connection ends, stop re-joining for it
+            WEBSOCKETS.dec()
             await self._stop_rejoining()
 
     async def connect(self) -> None:

@@ -254,7 +254,16 @@ class OutboxMessage(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["account", "status"])]
+        indexes = [
+            models.Index(fields=["account", "status"]),
+            # The outbox backlog metric (rooms/metrics.py) reads only the few pending rows, never
+            # the sent ones that stay as a record.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(status="pending"),
+                name="outbox_pending_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.txn_id} {self.status}"

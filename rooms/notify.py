@@ -4,11 +4,10 @@ What is pushed is rendered here once; consumers only forward it. The websocket i
 missed a push asks for everything after its last stream position when it reconnects.
 """
 
-from django.template.loader import render_to_string
-
 from accounts import live
 from accounts.models import MatrixAccount
 from rooms import open_pages, selectors, timeline
+from rooms.metrics import render_to_string  # Django's, timed per fragment
 from rooms.models import Membership, Room, TimelineEntry, TimelineGap
 
 account_group = live.account_group

@@ -14,6 +14,7 @@ from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
 from rooms import authenticity, media_index, notify, previews, read_markers, redactions
 from rooms.gaps import gap_advance, gap_record
+from rooms.metrics import ingest_observed
 from rooms.models import (
     Event,
     Membership,
@@ -52,6 +53,7 @@ class IngestResult:
     gaps: int  # limited timelines recorded as TimelineGap rows, to fill next
 
 
+@ingest_observed  # ingest time, and sync lag per host (rooms/metrics.py)
 def sync_ingest(
     *, lease: LeaseHandle, own_user_id: str, batch: SyncBatch, initial: bool = False
 ) -> IngestResult:

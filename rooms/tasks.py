@@ -11,7 +11,8 @@ from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.utils import timezone
 
-from rooms import previews
+from accounts import log_context
+from rooms import metrics, previews
 from rooms.models import SyncHostRecord
 from rooms.sync.host import SyncHost
 from rooms.sync.leases import accounts_without_owner
@@ -33,6 +34,7 @@ def sync_host_run(host_id: str) -> None:
 
 
 async def _run_host(host_id: str) -> None:
+    log_context.bind(host=host_id)  # the host's lines, and its accounts' tasks, name it
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -41,7 +43,10 @@ async def _run_host(host_id: str) -> None:
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=watch, daemon=True).start()
-    await SyncHost(host_id=host_id).run(stop)
+    try:
+        await SyncHost(host_id=host_id).run(stop)
+    finally:
+        metrics.host_stopped(host_id)
 
 
 @shared_task(name="rooms.tasks.sync_reconcile", ignore_result=True)

@@ -1,5 +1,7 @@
 """Homeserver failures as our own exceptions, each with a message fit for the person who caused it."""
 
+from accounts.matrix.metrics import homeserver_error
+
 
 class MatrixError(Exception):
     """Anything the homeserver refused or could not do. `errcode` is the spec's code when known."""
@@ -27,6 +29,8 @@ class HomeserverUnreachable(MatrixError):
         # False only when no connection was made: the request cannot have had any effect.
         self.reached = reached
         super().__init__(message, **kwargs)
+        if self.status is None:  # no answer at all (answers are counted in error_from_response)
+            homeserver_error(status=None)
 
 
 class InvalidCredentials(MatrixError):

@@ -21,6 +21,7 @@ from accounts.matrix.errors import (
     TokenInvalid,
     UsernameTaken,
 )
+from accounts.matrix.metrics import homeserver_error
 
 _ERRCODE_EXCEPTIONS: dict[str, type[MatrixError]] = {
     "M_FORBIDDEN": MatrixError,
@@ -88,6 +89,7 @@ def _decode(payload: bytes, status: int) -> dict[str, Any]:
 
 
 def error_from_response(status: int, payload: bytes) -> MatrixError:
+    homeserver_error(status=status)
     try:
         decoded = json.loads(payload or b"{}")
     except ValueError:

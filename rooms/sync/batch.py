@@ -1,6 +1,7 @@
 """A /sync response as plain, validated data. Malformed events are dropped here (and counted), so
 nothing downstream has to guard against a missing field and the loop never crashes on bad input."""
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class SyncBatch:
     left: list[LeftRoomBatch] = field(default_factory=list)
     direct_room_ids: set[str] | None = None
     dropped_events: int = 0
+    # When the response arrived (time.monotonic()): the sync lag metric runs from here to commit.
+    received_at: float = field(default_factory=time.monotonic, repr=False, compare=False)
 
 
 class MalformedSync(ValueError):

@@ -14,6 +14,7 @@ import aiohttp
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from accounts import log_context
 from accounts.matrix import sync_api
 from accounts.matrix.errors import MatrixError, RateLimited
 from rooms import gaps, selectors, services
@@ -71,6 +72,7 @@ class GapFiller:
                 await self.fill(gap)
 
     async def fill(self, gap: gaps.PendingGap) -> None:
+        log_context.bind(room=gap.room_id)  # the filler's lines name the room it works on
         device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
         token = gap.token
         while True:

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
 
+from accounts import log_context
 from accounts.matrix import sync_api
 from accounts.matrix.errors import (
     HomeserverUnreachable,
@@ -79,6 +80,7 @@ class AccountSync:
     async def run(self) -> None:
         """The sync loop, with the account's gap filler beside it (a task of its own, so a slow
         or failing /messages never holds up the live sync); both end together."""
+        log_context.bind(account=self.lease.account_id)  # this task's lines, nio's included
         filler = asyncio.create_task(self.gaps.run(), name=f"gaps-{self.lease.account_id}")
         try:
             await self._sync()
@@ -183,6 +185,7 @@ class OutboxSender:
         self.wake.set()
 
     async def run(self) -> None:
+        log_context.bind(account=self.lease.account_id)
         attempt = 0
         # The first round sends what waited for an owner and carries out answers given meanwhile.
         self.send_due, self.verify_due = True, True

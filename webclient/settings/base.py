@@ -47,16 +47,34 @@ INSTALLED_APPS = [
 # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Forwarded-Proto are believed.
 # Empty: nobody's are, and the direct peer is the client (webclient/proxies.py).
 TRUSTED_PROXIES = env_list("WEBCLIENT_TRUSTED_PROXIES")
-for _proxy in TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_proxy, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"WEBCLIENT_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network."
-        ) from None
+# Who may read the web process's /metrics (webclient/metrics.py): these client addresses, or a
+# request with "Authorization: Bearer <METRICS_TOKEN>" when a token is set.
+METRICS_ALLOWED = env_list("WEBCLIENT_METRICS_ALLOWED", "127.0.0.1,::1")
+METRICS_TOKEN = os.environ.get("WEBCLIENT_METRICS_TOKEN", "")
+for _setting, _entries in (
+    ("WEBCLIENT_TRUSTED_PROXIES", TRUSTED_PROXIES),
+    ("WEBCLIENT_METRICS_ALLOWED", METRICS_ALLOWED),
+):
+    for _entry in _entries:
+        try:
+            ipaddress.ip_network(_entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{_setting}: {_entry!r} is not an IP address or network."
+            ) from None
+# Sync hosts (`manage.py sync_host`, the Celery sync worker) serve Prometheus metrics on this port
+# (0: off), bound to METRICS_ADDR: loopback unless the scraper runs on another machine.
+METRICS_PORT = int(os.environ.get("WEBCLIENT_METRICS_PORT", "0") or 0)
+METRICS_ADDR = os.environ.get("WEBCLIENT_METRICS_ADDR", "127.0.0.1")
+# /readyz: how long each check may take, and the share of active accounts that must have a live
+# sync host for "ready" (0: reported only; webclient/health.py says why).
+HEALTH_TIMEOUT = float(os.environ.get("WEBCLIENT_HEALTH_TIMEOUT", "2"))
+READY_MIN_OWNED_SHARE = float(os.environ.get("WEBCLIENT_READY_MIN_OWNED_SHARE", "0"))
 
 MIDDLEWARE = [
     "webclient.proxies.ForwardedHeadersMiddleware",
+    # /healthz, /readyz, /metrics: answered before the HTTPS redirect and the host check.
+    "webclient.probes.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files leave here, compressed already
@@ -193,6 +211,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"rooms.tasks.sync_host_run": {"queue": "sync"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep LOGGING's handler (account/room context, scrubbing) in workers instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "sync-reconcile": {
         "task": "rooms.tasks.sync_reconcile",
@@ -250,7 +270,14 @@ SECURE_CSP = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        # Each line names the host, account and room it is about (bound in accounts/log_context),
+        # and tokens or passwords are scrubbed from it.
+        "plain": {
+            "()": "accounts.log_context.ContextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -5,6 +5,8 @@ import signal
 
 from django.core.management.base import BaseCommand
 
+from accounts import log_context
+from rooms import metrics
 from rooms.sync.host import SyncHost
 
 
@@ -24,6 +26,12 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         host = SyncHost(host_id=host_id, capacity=capacity)
-        self.stdout.write(f"sync host {host.host_id} running", ending="\n")
+        log_context.bind(host=host.host_id)
+        port = metrics.serve_host_metrics()
+        served = f", metrics on port {port}" if port else ""
+        self.stdout.write(f"sync host {host.host_id} running{served}", ending="\n")
         self.stdout.flush()
-        await host.run(stop)
+        try:
+            await host.run(stop)
+        finally:
+            metrics.host_stopped(host.host_id)
