@@ -6,9 +6,10 @@ Sync hosts serve their own on a port (rooms.metrics.serve_host_metrics). No mult
 scrape each daphne process on its own address (each listens on its own port anyway).
 
 Who may read: a client address inside METRICS_ALLOWED (loopback by default; the address as
-webclient/proxies.py trusts it, so behind a listed proxy it is the real client's) or a request
-carrying `Authorization: Bearer <METRICS_TOKEN>` when a token is set. Everyone else gets a 404,
-as if there were nothing here.
+webclient/proxies.py trusts it, so behind a listed proxy it is the real client's; a request relayed
+by a proxy that is not listed is never let in by address) or a request carrying
+`Authorization: Bearer <METRICS_TOKEN>` when a token is set. Everyone else gets a 404, as if there
+were nothing here.
 """
 
 import hmac
@@ -20,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from rooms.metrics import OutboxCollector
-from webclient.proxies import client_address
+from webclient.proxies import client_address, is_trusted_proxy
 
 _DATABASE_FIGURES = CollectorRegistry()  # collected when scraped, never at import
 _DATABASE_FIGURES.register(OutboxCollector())
@@ -37,6 +38,11 @@ def may_read(request: HttpRequest) -> bool:
     given = request.headers.get("Authorization", "")
     if token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return True
+    relayed = "HTTP_X_FORWARDED_FOR" in request.META
+    if relayed and not is_trusted_proxy(str(request.META.get("REMOTE_ADDR", ""))):
+        # Relayed by a proxy we were not told to trust (nginx on loopback without
+        # WEBCLIENT_TRUSTED_PROXIES): its clients are not local, whatever the peer address.
+        return False
     try:
         address = ipaddress.ip_address(client_address(request.META))
     except ValueError:

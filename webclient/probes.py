@@ -1,9 +1,10 @@
 """/healthz, /readyz and /metrics, answered before the rest of the middleware.
 
 Load balancers and Prometheus call these by the machine's address, over plain HTTP, without a
-session: answered here, right after ForwardedHeadersMiddleware (so the client address is the one
-webclient/proxies.py trusts), they skip the HTTPS redirect, the ALLOWED_HOSTS check (a probe's Host
-header is an IP address), sessions, CSRF, gzip and sign-in. The views stay thin: the logic is in
+session: answered here, first in MIDDLEWARE, they skip the HTTPS redirect, the ALLOWED_HOSTS
+check (a probe's Host header is an IP address), sessions, CSRF, gzip and sign-in. /metrics reads
+the client address as webclient/proxies.py trusts it, and sees a relaying proxy's header before
+ForwardedHeadersMiddleware would drop it. The views stay thin: the logic is in
 webclient/health.py and webclient/metrics.py.
 """
 
@@ -39,7 +40,7 @@ PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {
 
 
 class ProbeMiddleware:
-    """Second in MIDDLEWARE: a GET or HEAD of a probe path is answered here."""
+    """First in MIDDLEWARE: a GET or HEAD of a probe path is answered here."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

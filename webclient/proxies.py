@@ -61,8 +61,9 @@ def client_ip(request: HttpRequest) -> str:
 
 
 class ForwardedHeadersMiddleware(MiddlewareMixin):
-    """First in the chain: forwarded headers from a peer that is not a trusted proxy are dropped,
-    so SECURE_PROXY_SSL_HEADER and anything else reading them sees only what a proxy set."""
+    """Before anything that reads them (only the probes come first): forwarded headers from a
+    peer that is not a trusted proxy are dropped, so SECURE_PROXY_SSL_HEADER and anything else
+    reading them sees only what a proxy set."""
 
     def process_request(self, request: HttpRequest) -> None:
         if not is_trusted_proxy(str(request.META.get("REMOTE_ADDR", ""))):

@@ -125,6 +125,10 @@ def test_readyz_says_what_is_down_quickly_and_without_addresses(client, settings
 def test_metrics_only_for_allowed_addresses_or_the_token(client, settings):
     assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
     assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 404
+    # nginx on this machine, but nobody listed it in WEBCLIENT_TRUSTED_PROXIES: its clients all
+    # arrive from 127.0.0.1, and are still not let in.
+    relayed = client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert relayed.status_code == 404
     # A proxy on this machine does not make its clients local: they are who it says they are.
     settings.TRUSTED_PROXIES = ["127.0.0.1"]
     forwarded = client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9")

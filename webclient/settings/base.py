@@ -72,9 +72,10 @@ HEALTH_TIMEOUT = float(os.environ.get("WEBCLIENT_HEALTH_TIMEOUT", "2"))
 READY_MIN_OWNED_SHARE = float(os.environ.get("WEBCLIENT_READY_MIN_OWNED_SHARE", "0"))
 
 MIDDLEWARE = [
-    "webclient.proxies.ForwardedHeadersMiddleware",
-    # /healthz, /readyz, /metrics: answered before the HTTPS redirect and the host check.
+    # /healthz, /readyz, /metrics: answered before the HTTPS redirect and the host check (and
+    # before forwarded headers are dropped: /metrics refuses what an unlisted proxy relayed).
     "webclient.probes.ProbeMiddleware",
+    "webclient.proxies.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files leave here, compressed already
