@@ -88,7 +88,17 @@ class Host:
                 self.process.wait()
 
 
-def start_host(host_id: str, folder: Path, *, lease_seconds: float, sync_timeout_ms: int) -> Host:
+def start_host(
+    host_id: str,
+    folder: Path,
+    *,
+    lease_seconds: float,
+    sync_timeout_ms: int,
+    machine: Path | None = None,
+) -> Host:
+    """A traced `sync_host` process on the test's database, Redis and homeserver. With `machine`,
+    it shares no directory with anyone: its HOME, data and crypto-store folders are under
+    `machine` (as on another server), and only the keys come from the environment."""
     env = {
         **os.environ,  # WEBCLIENT_DATA_DIR: the test's keys and crypto store folder
         "DJANGO_SETTINGS_MODULE": "webclient.settings.embedded",
@@ -102,6 +112,15 @@ def start_host(host_id: str, folder: Path, *, lease_seconds: float, sync_timeout
         "SYNC_TIMEOUT_MS": str(sync_timeout_ms),
         "FENCING_TRACE": str(folder / f"{host_id}.trace"),
     }
+    if machine is not None:
+        env |= {
+            "HOME": str(machine / "home"),
+            "WEBCLIENT_DATA_DIR": str(machine / "data"),
+            "WEBCLIENT_CRYPTO_STORE_DIR": str(machine / "data" / "crypto"),
+            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "WEBCLIENT_SECRET_KEYS": ",".join(settings.WEBCLIENT_SECRET_KEYS),
+        }
+        (machine / "home").mkdir(parents=True, exist_ok=True)
     log = folder / f"{host_id}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
