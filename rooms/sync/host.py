@@ -41,6 +41,7 @@ from rooms.sync.batch import MalformedSync, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
 from rooms.sync.fence import LeaseFence, lease_db
 from rooms.sync.gap_filler import GapFiller
+from rooms.sync.lease_keeper import LeaseKeeper
 from rooms.sync.leases import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -408,8 +409,16 @@ class SyncHost:
         self.claim_now = asyncio.Event()
         # The soonest another host's lease runs out: we may take its account then.
         self.next_expiry: datetime | None = None
+        # Renews our leases on a thread of its own, whatever the loop is busy with.
+        self.keeper = LeaseKeeper(
+            host_id=self.host_id, seconds=self.lease_seconds, on_lost=self._lost_elsewhere
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        ticker = asyncio.create_task(self._tick(), name="host-ticker")
+        self.keeper.start()
         async with sync_api.new_http_session() as http:
             try:
                 await self._ensure_channel()
@@ -419,6 +428,8 @@ class SyncHost:
                     await self._sleep_until_due(stop)
             finally:
                 await self.release_all()
+                ticker.cancel()
+                await asyncio.to_thread(self.keeper.stop)
                 await self._nudge_hosts()  # the others take our accounts now, not at expiry
                 if self.layer is not None and self.channel is not None:
                     with contextlib.suppress(Exception):  # else the group keeps a dead channel
@@ -480,6 +491,7 @@ class SyncHost:
         sender = OutboxSender(lease, http, crypto)
         outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
         self.owned[account_id] = _Owned(lease, task, sender, outbox_task, crypto, sync)
+        self.keeper.track(account_id, token, crypto.fence, sync.news)
         for loop in (task, outbox_task):
             loop.add_done_callback(partial(self._loop_ended, account_id))
         await self._listen_for_nudges(account_id)
@@ -495,37 +507,42 @@ class SyncHost:
             )
 
     async def _renew(self) -> None:
-        """Renew every lease we hold in one statement; stop the accounts whose lease is lost (or
-        that were deactivated) before anything else is done for them."""
+        """Renew every lease we hold (one statement, on the keeper's thread: the keeper also does
+        it on its own schedule); stop the accounts whose lease is lost or that were deactivated
+        before anything else is done for them."""
         if not self.owned:
             return
         active = set(await lease_db(selectors.active_account_ids, ids=list(self.owned)))
-        synced, failed = {}, {}
-        for account_id, owned in self.owned.items():
-            if owned.sync is not None:
-                synced_at, failure = owned.sync.news()
-                if synced_at is not None:
-                    synced[account_id] = synced_at
-                if failure is not None:
-                    failed[account_id] = failure
-        asked_at = time.monotonic()
-        renewed = await lease_db(
-            leases.leases_renew,
-            owner=self.host_id,
-            tokens={a: owned.lease.token for a, owned in self.owned.items() if a in active},
-            seconds=self.lease_seconds,
-            synced=synced,
-            failed=failed,
-        )
-        for account_id, owned in list(self.owned.items()):
-            if account_id in renewed:
-                owned.crypto.fence.renewed(asked_at)
-                continue
-            if account_id in active:
+        lost = await asyncio.wrap_future(self.keeper.renew_soon())
+        for account_id in list(self.owned):
+            if account_id in lost and account_id in active:
                 log.warning(
                     "%s lost the lease of account %s: stopping it", self.host_id, account_id
                 )
-            await self._drop(account_id)
+            if account_id in lost or account_id not in active:
+                await self._drop(account_id)
+
+    async def _tick(self) -> None:
+        """Tell the keeper the loop is alive: a loop stuck for half a lease stops the renewals."""
+        while True:
+            self.keeper.loop_alive()
+            await asyncio.sleep(min(1.0, self.lease_seconds / 10))
+
+    def _lost_elsewhere(self, lost: set[int]) -> None:
+        """The keeper (on its thread) found leases lost: stop those accounts on the loop now."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._stop_lost, lost)
+
+    def _stop_lost(self, lost: set[int]) -> None:
+        for account_id in lost:
+            owned = self.owned.get(account_id)
+            if owned is None:
+                continue
+            log.warning("%s lost the lease of account %s: stopping it", self.host_id, account_id)
+            owned.crypto.fence.lost = owned.crypto.fence.lost or "another host took it"
+            owned.task.cancel()
+            owned.outbox_task.cancel()
+        self.claim_now.set()  # the heartbeat reaps them and frees their room
 
     def _loop_ended(self, account_id: int, loop: asyncio.Task) -> None:
         """When the fence stopped one of an account's loops, the other stops now (it would be
@@ -621,6 +638,7 @@ class SyncHost:
     async def _drop(self, account_id: int, *, error: str = "") -> None:
         """Stop the account's loops and give its lease back (a no-op if it is no longer ours)."""
         owned = self.owned.pop(account_id)
+        self.keeper.forget(account_id)
         for task in (owned.task, owned.outbox_task):
             task.cancel()
         await asyncio.gather(owned.task, owned.outbox_task, return_exceptions=True)

@@ -178,3 +178,4 @@ async def test_a_host_claims_new_accounts_while_a_queued_host_task_has_not_start
             assert sorted(host.owned) == sorted(ids)
     finally:
         await host.release_all()
+        await asyncio.to_thread(host.keeper.stop)

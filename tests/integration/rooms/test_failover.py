@@ -34,7 +34,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ACCOUNTS = int(os.environ.get("FAILOVER_ACCOUNTS", "12"))
 HOSTS = 3
 # Short leases keep the test quick; FAILOVER_LEASE_SECONDS=20 measures production's default.
-LEASE_SECONDS = float(os.environ.get("FAILOVER_LEASE_SECONDS", "4"))
+LEASE_SECONDS = float(os.environ.get("FAILOVER_LEASE_SECONDS", "8"))
 
 
 def owners() -> dict[int, str]:
