@@ -209,6 +209,10 @@ class SyncLease(models.Model):
     fencing_token = models.BigIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # Written by the owner's heartbeat (not by every sync), so an operator sees in admin when the
+    # account last synced and when its loop last failed; both stay when the lease changes hands.
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.account_id} by {self.owner or 'nobody'} #{self.fencing_token}"
@@ -223,6 +227,9 @@ class SyncHostRecord(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField()
     stopped = models.BooleanField(default=False)
+    # False while the record is only reconcile's placeholder for a task not yet running (it may wait
+    # behind a full worker): it reserves room for reconcile, but no host hands accounts to it.
+    running = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.host_id

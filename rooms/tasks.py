@@ -4,7 +4,6 @@ import asyncio
 import math
 import threading
 import uuid
-from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_shutting_down
@@ -15,7 +14,7 @@ from accounts import log_context
 from rooms import metrics, previews
 from rooms.models import SyncHostRecord
 from rooms.sync.host import SyncHost
-from rooms.sync.leases import accounts_without_owner
+from rooms.sync.leases import accounts_without_owner, live_hosts
 
 _shutting_down = threading.Event()
 
@@ -51,10 +50,12 @@ async def _run_host(host_id: str) -> None:
 
 @shared_task(name="rooms.tasks.sync_reconcile", ignore_result=True)
 def sync_reconcile() -> int:
-    """Start enough sync hosts for every active account without a live owner; returns hosts started."""
+    """Start enough sync hosts for every active account without a live owner; returns hosts started.
+
+    Only the room of hosts running now counts (heard from within a lease period, not stopped): a
+    host that died or never started stops counting as soon as its leases could have run out."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS * 2)
-    live = SyncHostRecord.objects.filter(stopped=False, heartbeat_at__gte=stale)
+    live = live_hosts(lease_seconds=settings.SYNC_LEASE_SECONDS, now=now)
     spare = sum(max(0, h.capacity - h.account_count) for h in live)
     orphans = len(accounts_without_owner(limit=10_000))
     needed = math.ceil(max(0, orphans - spare) / settings.SYNC_HOST_CAPACITY)

@@ -24,11 +24,14 @@ from nio import (
     ErrorResponse,
     ForwardedRoomKeyEvent,
     JoinedMembersError,
+    KeysUploadError,
+    KeysUploadResponse,
     LocalProtocolError,
     MegolmEvent,
     RoomKeyEvent,
     SyncResponse,
 )
+from nio.api import Api
 from nio.crypto import ENCRYPTION_ENABLED
 from nio.rooms import MatrixRoom
 
@@ -404,7 +407,7 @@ class CryptoDevice:
         client = self._client
         try:
             if client.should_upload_keys:
-                await self._checked(client.keys_upload())
+                await self._upload_keys()
             if client.should_query_keys:
                 await self._checked(client.keys_query())
             if client.should_claim_keys:
@@ -413,6 +416,25 @@ class CryptoDevice:
                 await client.send_to_device_messages()
         except (aiohttp.ClientError, TimeoutError, OSError):
             log.info("crypto housekeeping for %s deferred: homeserver unreachable", self.user_id)
+
+    async def _upload_keys(self) -> None:
+        """nio's keys_upload, with the account saved (fenced) between making the one-time keys and
+        sending them. Else an owner that loses the account right after an upload leaves the next
+        one an account that makes other keys under the same ids, which the homeserver refuses for
+        good: the device would run out of one-time keys and colleagues could not reach it."""
+        client = self._client
+        keys = client.olm.share_keys()
+        client.olm.save_account()
+        method, path, data = Api.keys_upload(client.access_token, keys)
+        response = await client._send(KeysUploadResponse, method, path, data)
+        if isinstance(response, KeysUploadError) and "already exists" in response.message:
+            # A store left in that state by an earlier version: give up the clashing ids (their
+            # private halves are gone anyway) so the next upload carries fresh ones.
+            log.warning("one-time keys of %s clash with published ones: made anew", self.user_id)
+            client.olm.mark_keys_as_published()
+            client.olm.save_account()
+        elif isinstance(response, ErrorResponse):
+            log.warning("crypto request for %s refused: %s", self.user_id, response)
 
     async def _checked(self, call) -> None:
         response = await call

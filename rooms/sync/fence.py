@@ -68,8 +68,8 @@ class LeaseFence:
 
     def renewed(self, since: float) -> None:
         """The heartbeat renewed the lease with a request sent at monotonic time `since`."""
-        if self.seconds is not None and not self.lost:
-            self.deadline = since + self.seconds
+        if self.seconds is not None and not self.lost:  # renewals may finish out of order
+            self.deadline = max(self.deadline, since + self.seconds)
 
     def check(self) -> None:
         """Raise LeaseLost when the lease was lost or has run out by our clock (no I/O)."""

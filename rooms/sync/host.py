@@ -14,6 +14,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 import aiohttp
@@ -21,6 +22,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
+from django.utils import timezone
 
 from accounts import log_context
 from accounts.matrix import sync_api
@@ -34,12 +36,13 @@ from accounts.matrix.errors import (
 from rooms import notify, outbox, selectors, services, sessions
 from rooms.services import LeaseHandle
 from rooms.sessions import SESSION_ENDED
-from rooms.sync import leases
+from rooms.sync import balance, leases
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
 from rooms.sync.fence import LeaseFence, lease_db
 from rooms.sync.gap_filler import GapFiller
+from rooms.sync.lease_keeper import LeaseKeeper
 from rooms.sync.leases import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class _Owned:
     outbox: "OutboxSender"
     outbox_task: asyncio.Task
     crypto: "AccountCrypto"
+    sync: "AccountSync | None" = None
 
 
 class AccountSync:
@@ -76,6 +80,15 @@ class AccountSync:
         self.http = http
         self.crypto = crypto or AccountCrypto(LeaseFence(lease))
         self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
+        # Since the heartbeat last wrote them: when a sync was last stored, when one last failed.
+        self.synced_at: datetime | None = None
+        self.failure: tuple[datetime, str] | None = None
+
+    def news(self) -> tuple[datetime | None, tuple[datetime, str] | None]:
+        """What happened since the last heartbeat asked, for the heartbeat's renewal to record."""
+        news = self.synced_at, self.failure
+        self.synced_at = self.failure = None
+        return news
 
     async def run(self) -> None:
         """The sync loop, with the account's gap filler beside it (a task of its own, so a slow
@@ -114,6 +127,7 @@ class AccountSync:
                     lease=self.lease, own_user_id=device.user_id, batch=batch, initial=not since
                 )
                 since, attempt = batch.next_batch, 0
+                self.synced_at = timezone.now()
                 if result.gaps or first_round:
                     self.gaps.wake.set()
                 if keys_arrived or first_round:
@@ -141,6 +155,7 @@ class AccountSync:
                 retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
                 delay = backoff_delay(attempt, retry_after_ms=retry_after)
                 log.warning("sync %s: %s; retrying in %.1fs", device.user_id, error, delay)
+                self.failure = (timezone.now(), f"{type(error).__name__}: {error}")
                 attempt += 1
                 await asyncio.sleep(delay)
 
@@ -395,8 +410,18 @@ class SyncHost:
         self.channel: str | None = None
         self.receiver: asyncio.Task | None = None
         self.claim_now = asyncio.Event()
+        # The soonest another host's lease runs out: we may take its account then.
+        self.next_expiry: datetime | None = None
+        # Renews our leases on a thread of its own, whatever the loop is busy with.
+        self.keeper = LeaseKeeper(
+            host_id=self.host_id, seconds=self.lease_seconds, on_lost=self._lost_elsewhere
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        ticker = asyncio.create_task(self._tick(), name="host-ticker")
+        self.keeper.start()
         async with sync_api.new_http_session() as http:
             try:
                 await self._ensure_channel()
@@ -406,6 +431,9 @@ class SyncHost:
                     await self._sleep_until_due(stop)
             finally:
                 await self.release_all()
+                ticker.cancel()
+                await asyncio.to_thread(self.keeper.stop)
+                await self._nudge_hosts()  # the others take our accounts now, not at expiry
                 if self.layer is not None and self.channel is not None:
                     with contextlib.suppress(Exception):  # else the group keeps a dead channel
                         await self.layer.group_discard(notify.HOSTS_GROUP, self.channel)
@@ -416,34 +444,38 @@ class SyncHost:
                 await lease_db(connections.close_all)  # the lease thread's, like asgiref's
 
     async def heartbeat(self, http: aiohttp.ClientSession) -> None:
-        """Renew our leases, drop what we lost or what was deactivated, claim what has no owner.
-        Its database work runs on the lease thread, never queued behind any account's ingest."""
+        """Renew our leases, drop what we lost or what was deactivated, claim our share of what has
+        no owner, give back what is above our share (balance.py). Its database work runs on the
+        lease thread, never queued behind any account's ingest."""
         await self._reap_finished()
         await self._renew()
-        room = self.capacity - len(self.owned)
-        candidates = await lease_db(leases.accounts_without_owner, limit=room) if room > 0 else []
-        for account_id in candidates:
+        view = await lease_db(
+            leases.balance_view, host_id=self.host_id, lease_seconds=self.lease_seconds
+        )
+        wanted = balance.claim_limit(
+            capacity=self.capacity,
+            owned=len(self.owned),
+            free=view.free,
+            active=view.active,
+            peers=view.peers,
+        )
+        for _round in range(3):  # hosts claiming at the same moment take some: look once more
+            if wanted <= 0:
+                break
             claimed_at = time.monotonic()
-            token = await lease_db(
-                leases.lease_claim,
-                account_id=account_id,
-                owner=self.host_id,
-                seconds=self.lease_seconds,
+            tokens = await lease_db(
+                leases.leases_claim, owner=self.host_id, seconds=self.lease_seconds, limit=wanted
             )
-            if token is None:
-                continue
-            lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
-            crypto = AccountCrypto(LeaseFence(lease, self.lease_seconds, since=claimed_at))
-            task = asyncio.create_task(
-                AccountSync(lease, http, crypto).run(), name=f"sync-{account_id}"
-            )
-            sender = OutboxSender(lease, http, crypto)
-            outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
-            self.owned[account_id] = _Owned(lease, task, sender, outbox_task, crypto)
-            for loop in (task, outbox_task):
-                loop.add_done_callback(partial(self._loop_ended, account_id))
-            await self._listen_for_nudges(account_id)
-            log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
+            for account_id, token in tokens.items():
+                await self._start(http, account_id, token, claimed_at)
+            wanted = 0 if not tokens else wanted - len(tokens)
+        surplus = balance.release_count(owned=len(self.owned), active=view.active, peers=view.peers)
+        for account_id in list(self.owned)[len(self.owned) - surplus :]:
+            log.info("%s gives account %s to a host with room", self.host_id, account_id)
+            await self._drop(account_id)
+        if surplus:
+            await self._nudge_hosts()
+        self.next_expiry = view.next_expiry
         await lease_db(
             leases.host_heartbeat,
             host_id=self.host_id,
@@ -451,28 +483,69 @@ class SyncHost:
             account_count=len(self.owned),
         )
 
+    async def _start(
+        self, http: aiohttp.ClientSession, account_id: int, token: int, claimed_at: float
+    ) -> None:
+        """Start the sync and outbox loops of an account we just claimed."""
+        lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
+        crypto = AccountCrypto(LeaseFence(lease, self.lease_seconds, since=claimed_at))
+        sync = AccountSync(lease, http, crypto)
+        task = asyncio.create_task(sync.run(), name=f"sync-{account_id}")
+        sender = OutboxSender(lease, http, crypto)
+        outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
+        self.owned[account_id] = _Owned(lease, task, sender, outbox_task, crypto, sync)
+        self.keeper.track(account_id, token, crypto.fence, sync.news)
+        for loop in (task, outbox_task):
+            loop.add_done_callback(partial(self._loop_ended, account_id))
+        await self._listen_for_nudges(account_id)
+        log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
+
+    async def _nudge_hosts(self) -> None:
+        """Accounts just became free: the other hosts claim them now, not at their heartbeat."""
+        if self.layer is None:
+            return
+        with contextlib.suppress(Exception):  # a hint: heartbeats and lease expiry still work
+            await self.layer.group_send(
+                notify.HOSTS_GROUP, {"type": "hosts.claim", "from": self.host_id}
+            )
+
     async def _renew(self) -> None:
-        """Renew every lease we hold in one statement; stop the accounts whose lease is lost (or
-        that were deactivated) before anything else is done for them."""
+        """Renew every lease we hold (one statement, on the keeper's thread: the keeper also does
+        it on its own schedule); stop the accounts whose lease is lost or that were deactivated
+        before anything else is done for them."""
         if not self.owned:
             return
         active = set(await lease_db(selectors.active_account_ids, ids=list(self.owned)))
-        asked_at = time.monotonic()
-        renewed = await lease_db(
-            leases.leases_renew,
-            owner=self.host_id,
-            tokens={a: owned.lease.token for a, owned in self.owned.items() if a in active},
-            seconds=self.lease_seconds,
-        )
-        for account_id, owned in list(self.owned.items()):
-            if account_id in renewed:
-                owned.crypto.fence.renewed(asked_at)
-                continue
-            if account_id in active:
+        lost = await asyncio.wrap_future(self.keeper.renew_soon())
+        for account_id in list(self.owned):
+            if account_id in lost and account_id in active:
                 log.warning(
                     "%s lost the lease of account %s: stopping it", self.host_id, account_id
                 )
-            await self._drop(account_id)
+            if account_id in lost or account_id not in active:
+                await self._drop(account_id)
+
+    async def _tick(self) -> None:
+        """Tell the keeper the loop is alive: a loop stuck for half a lease stops the renewals."""
+        while True:
+            self.keeper.loop_alive()
+            await asyncio.sleep(min(1.0, self.lease_seconds / 10))
+
+    def _lost_elsewhere(self, lost: set[int]) -> None:
+        """The keeper (on its thread) found leases lost: stop those accounts on the loop now."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._stop_lost, lost)
+
+    def _stop_lost(self, lost: set[int]) -> None:
+        for account_id in lost:
+            owned = self.owned.get(account_id)
+            if owned is None:
+                continue
+            log.warning("%s lost the lease of account %s: stopping it", self.host_id, account_id)
+            owned.crypto.fence.lost = owned.crypto.fence.lost or "another host took it"
+            owned.task.cancel()
+            owned.outbox_task.cancel()
+        self.claim_now.set()  # the heartbeat reaps them and frees their room
 
     def _loop_ended(self, account_id: int, loop: asyncio.Task) -> None:
         """When the fence stopped one of an account's loops, the other stops now (it would be
@@ -494,12 +567,17 @@ class SyncHost:
         self.claim_now.set()
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
-        """Until the next heartbeat, or earlier when stopping or when new accounts want a host."""
+        """Until the next heartbeat, or earlier when stopping, when accounts want a host, or when
+        another host's lease runs out (it died: its accounts are taken over the moment they may)."""
+        timeout = self.lease_seconds / 3
+        if self.next_expiry is not None:
+            until_expiry = (self.next_expiry - timezone.now()).total_seconds() + 0.05
+            timeout = max(0.05, min(timeout, until_expiry))
         stopping = asyncio.create_task(stop.wait())
         claiming = asyncio.create_task(self.claim_now.wait())
         await asyncio.wait(
             {stopping, claiming},
-            timeout=self.lease_seconds / 3,
+            timeout=timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
         for task in (stopping, claiming):
@@ -542,7 +620,8 @@ class SyncHost:
                 await asyncio.sleep(1)
                 continue
             if message.get("type") == "hosts.claim":
-                self.claim_now.set()
+                if message.get("from") != self.host_id:  # our own release is not for us
+                    self.claim_now.set()
                 continue
             owned = self.owned.get(message.get("account_id"))
             if owned is not None:
@@ -562,6 +641,7 @@ class SyncHost:
     async def _drop(self, account_id: int, *, error: str = "") -> None:
         """Stop the account's loops and give its lease back (a no-op if it is no longer ours)."""
         owned = self.owned.pop(account_id)
+        self.keeper.forget(account_id)
         for task in (owned.task, owned.outbox_task):
             task.cancel()
         await asyncio.gather(owned.task, owned.outbox_task, return_exceptions=True)

@@ -1,4 +1,5 @@
-"""Run one sync host in the foreground, outside Celery (for debugging, tests and benchmarks)."""
+"""Run one sync host in the foreground, outside Celery: under a process supervisor (systemd), for
+debugging, tests and benchmarks. Its accounts move to the other hosts when it stops or dies."""
 
 import asyncio
 import signal

@@ -10,14 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
+from django.utils import timezone
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomMessageText
 from nio.crypto import OlmAccount
 
+from accounts.matrix.crypto import CryptoDevice
 from accounts.matrix.crypto_store import DatabaseStore, legacy_store_file
 from accounts.models import CryptoStoreRecord, MatrixAccount
 from rooms import services
@@ -253,3 +256,57 @@ async def test_a_host_on_another_machine_takes_the_account_over_with_its_identit
                 machine.kill()
         await peer.close()
         await sync_to_async(connections.close_all)()
+
+
+def crypto_device(account: MatrixAccount, fence: LeaseFence) -> CryptoDevice:
+    return CryptoDevice(
+        homeserver_url=account.homeserver_url,
+        user_id=account.mxid,
+        device_id=account.device_id,
+        access_token=account.access_token,
+        pickle_key=account.pickle_key,
+        records=DatabaseRecords(account.pk, account.device_id, fence),
+        fence=fence,
+    )
+
+
+async def test_one_time_keys_uploaded_just_before_a_takeover_are_the_next_owners_too(
+    client, matrix_user_factory, caplog
+):
+    """Host A makes and uploads one-time keys, then loses the account before it can note them as
+    published. Host B must upload the same keys again (the homeserver accepts a repeat), not other
+    keys under the same ids, which it refuses for good: the device would run out of keys."""
+    me = matrix_user_factory()
+    account = await sync_to_async(signed_in_account)(client, me)
+    token_a = await sync_to_async(lease_claim)(account_id=account.pk, owner="host-a", seconds=60)
+    fence_a = LeaseFence(LeaseHandle(account.pk, "host-a", token_a), 60)
+    async with aiohttp.ClientSession() as http:
+        a = crypto_device(account, fence_a)
+        await a.open(http)  # identity and first keys published, and noted
+        nio_a = a.client
+        nio_a.olm.uploaded_key_count = 0  # a sync said colleagues claimed them all: make more
+        receive = nio_a.receive_response
+
+        async def taken_over_on_the_way(response):
+            # The upload reached the homeserver; host B takes the account before A notes it.
+            await sync_to_async(SyncLease.objects.filter(account_id=account.pk).update)(
+                expires_at=timezone.now()
+            )
+            await sync_to_async(lease_claim)(account_id=account.pk, owner="host-b", seconds=60)
+            return await receive(response)
+
+        nio_a.receive_response = taken_over_on_the_way
+        with pytest.raises(LeaseLost):
+            await a.housekeeping()
+
+        token_b = await sync_to_async(lambda: SyncLease.objects.get(account_id=account.pk))()
+        fence_b = LeaseFence(LeaseHandle(account.pk, "host-b", token_b.fencing_token), 60)
+        b = crypto_device(account, fence_b)
+        caplog.clear()
+        await b.open(http)
+        b.client.olm.uploaded_key_count = 0
+        await b.housekeeping()
+        problems = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert not [p for p in problems if "one-time keys" in p or "refused" in p], problems
+        assert not b.client.olm.account.one_time_keys["curve25519"], "B's keys are all published"
+    await sync_to_async(connections.close_all)()

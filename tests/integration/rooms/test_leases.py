@@ -112,7 +112,9 @@ async def test_renewals_never_wait_behind_ingest_on_the_shared_thread():
     token = await sync_to_async(lease_claim)(account_id=account_id, owner=host.host_id, seconds=3)
     lease = LeaseHandle(account_id, host.host_id, token)
     idle = [asyncio.create_task(asyncio.Event().wait()) for _ in range(2)]
-    host.owned[account_id] = _Owned(lease, idle[0], None, idle[1], AccountCrypto(LeaseFence(lease)))
+    crypto = AccountCrypto(LeaseFence(lease))
+    host.owned[account_id] = _Owned(lease, idle[0], None, idle[1], crypto)
+    host.keeper.track(account_id, token, crypto.fence)
     before = await sync_to_async(expires_at)(account_id)
 
     # Another account's ingest holds asgiref's one thread-sensitive thread for a long time.
@@ -126,6 +128,7 @@ async def test_renewals_never_wait_behind_ingest_on_the_shared_thread():
         await ingest
         for task in idle:
             task.cancel()
+        await asyncio.to_thread(host.keeper.stop)
     assert account_id in host.owned
     assert await sync_to_async(expires_at)(account_id) > before
     record = await sync_to_async(SyncHostRecord.objects.get)(host_id="busy-host")

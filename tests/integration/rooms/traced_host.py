@@ -3,14 +3,17 @@ and the homeserver (for tests/integration/rooms/test_fencing.py).
 
 Each line of the file named by FENCING_TRACE is either `sql <records>` for a crypto-store write
 that committed (recorded after the store's own fenced transaction returned, so nothing above it
-can hide a write), or `http <METHOD> <path>` for every request the process starts (aiohttp's own
-request method, under nio and our boundary alike).
+can hide a write), or `http <METHOD> <path> @<unix time> <device>` for every request the process
+starts (aiohttp's own request method, under nio and our boundary alike), where <device> is a short
+hash of the access token it carries ("-" for none): which device the request used, and when.
 
 Run as `python -m tests.integration.rooms.traced_host [sync_host options]` from the project root.
 """
 
+import hashlib
 import os
 import sys
+import time
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -34,8 +37,14 @@ def _trace_store_writes() -> None:
 _request = aiohttp.ClientSession._request
 
 
+def _device(headers) -> str:
+    bearer = dict(headers or {}).get("Authorization", "")
+    return hashlib.sha256(bearer.encode()).hexdigest()[:12] if bearer else "-"
+
+
 async def _traced_request(self, method, url, *args, **kwargs):
-    TRACE.write(f"http {method.upper()} {urlsplit(str(url)).path}\n")
+    path, device = urlsplit(str(url)).path, _device(kwargs.get("headers"))
+    TRACE.write(f"http {method.upper()} {path} @{time.time():.3f} {device}\n")
     return await _request(self, method, url, *args, **kwargs)
 
 
