@@ -296,7 +296,10 @@ async def test_a_host_frozen_past_its_lease_writes_and_sends_nothing_when_it_wak
         await until(all_sent(txn_ids), timeout=60)
         b_puts = [line for line in b.trace_since(b_woke_at) if line.startswith("http PUT")]
         for txn_id in txn_ids:
-            assert sum(line.split()[2].endswith(f"/{txn_id}") for line in b_puts) == 1, (txn_id, b_puts)
+            assert sum(line.split()[2].endswith(f"/{txn_id}") for line in b_puts) == 1, (
+                txn_id,
+                b_puts,
+            )
         bodies = await our_messages_on_homeserver(peer, room_id, account.mxid)
         assert sorted(bodies) == ["queued 0", "queued 1", "queued 2", "sent by A"], bodies
         assert a.trace_since(a_woke_at) == after_waking, "A stays silent"
