@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from accounts.matrix.synapse_admin import register_with_shared_secret
+from webclient.embedded.processes import popen
 from webclient.embedded.redis import redis_reachable, start_redis
 from webclient.embedded.synapse import SynapseProcess, start_synapse
 
@@ -70,7 +71,11 @@ def cpu_load(processes: int | None = None) -> Iterator[list[subprocess.Popen]]:
     """A busy machine: one CPU-burning process per core (or `processes`), ended on exit. They
     burn at normal priority, as other people's test suites and builds do."""
     count = processes or os.cpu_count() or 1
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    # popen: each burner dies with the bench, even when the bench is killed.
+    burners = [
+        popen([sys.executable, "-c", "while True: pass"], log=Path(os.devnull))
+        for _ in range(count)
+    ]
     try:
         yield burners
     finally:

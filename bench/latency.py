@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -359,6 +360,8 @@ def main() -> int:
         help="a database URL on the server to create a throwaway database on",
     )
     args = parser.parse_args()
+    # A stopped run still cleans up (its throwaway PostgreSQL database, browsers, processes).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load = "busy" if args.busy else args.load
     args.loads = ["quiet", "busy"] if load == "both" else [load]
     args.room_size = max(2, args.room_size)
