@@ -9,11 +9,14 @@ ends the account's loop, and the host stops the account at once.
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -21,11 +24,12 @@ import aiohttp
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 from django.utils import timezone
 
 from accounts import log_context
 from accounts.matrix import sync_api
+from accounts.matrix.crypto import to_device_events
 from accounts.matrix.errors import (
     HomeserverUnreachable,
     MatrixError,
@@ -38,9 +42,9 @@ from rooms.services import LeaseHandle
 from rooms.sessions import SESSION_ENDED
 from rooms.sync import balance, leases
 from rooms.sync.account_crypto import AccountCrypto
-from rooms.sync.batch import MalformedSync, batch_from_sync_json
+from rooms.sync.batch import MalformedSync, SyncBatch, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
-from rooms.sync.fence import LeaseFence, lease_db
+from rooms.sync.fence import LeaseFence, lease_db, run_on_own_connection
 from rooms.sync.gap_filler import GapFiller
 from rooms.sync.lease_keeper import LeaseKeeper
 from rooms.sync.leases import LeaseLost
@@ -55,6 +59,21 @@ def backoff_delay(attempt: int, *, retry_after_ms: int = 0) -> float:
     """Capped exponential backoff with full jitter; the homeserver's retry_after_ms wins if longer."""
     ceiling = min(BACKOFF_CAP, BACKOFF_START * (2 ** min(attempt, 10)))
     return max(random.uniform(ceiling / 2, ceiling), retry_after_ms / 1000)
+
+
+# Milliseconds taken off each sync loop's long-poll timeout: consecutive loops of one process
+# differ, and processes start at random places.
+_TIMEOUT_SHAVES = itertools.count(random.randrange(1000))
+
+
+@dataclass
+class _Fetched:
+    """One /sync response on its way from the long-poll to ingest."""
+
+    raw: dict
+    batch: SyncBatch
+    since: str  # the token it was fetched with ("" for an account's first sync)
+    absorbed: asyncio.Event = field(default_factory=asyncio.Event)  # the crypto device has it
 
 
 @dataclass
@@ -83,6 +102,12 @@ class AccountSync:
         # Since the heartbeat last wrote them: when a sync was last stored, when one last failed.
         self.synced_at: datetime | None = None
         self.failure: tuple[datetime, str] | None = None
+        # Synapse answers an identical /sync request (same since, filter and timeout) from a cache
+        # for minutes: a long-poll left in flight by a previous owner (which always has one, the
+        # loop being pipelined) would hand this loop that owner's early answer and stale one-time
+        # key counts. A timeout of our own makes our requests ours.
+        base = settings.SYNC_TIMEOUT_MS
+        self.timeout_ms = base - next(_TIMEOUT_SHAVES) % max(1, base // 20)
 
     def news(self) -> tuple[datetime | None, tuple[datetime, str] | None]:
         """What happened since the last heartbeat asked, for the heartbeat's renewal to record."""
@@ -102,15 +127,38 @@ class AccountSync:
             await asyncio.gather(filler, return_exceptions=True)
 
     async def _sync(self) -> None:
+        """Long-poll /sync and ingest each batch, pipelined: the next long-poll starts as soon as a
+        batch's next_batch is known and the batch is handed over, while the batch is absorbed,
+        ingested, rendered and pushed and the housekeeping after it runs (_process). Batches are
+        still ingested one by one in the order they came, each committed with its own next_batch
+        under the lease, so a crash resumes from the last batch that was stored; a batch whose
+        ingest fails transiently is retried, never skipped (see docs/decisions.md)."""
         device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
         since = await sync_to_async(services.sync_state_next_batch)(
             account_id=self.lease.account_id
         )
         if not self.crypto.ready.is_set():
             await self.crypto.open(device, self.lease, self.http)
+        ahead: asyncio.Queue[_Fetched] = asyncio.Queue(maxsize=self.FETCH_AHEAD)
+        fetcher = asyncio.create_task(
+            self._fetch(device, since, ahead), name=f"fetch-{self.lease.account_id}"
+        )
+        try:
+            await self._process(device.user_id, ahead, fetcher)
+        finally:
+            fetcher.cancel()
+            await asyncio.gather(fetcher, return_exceptions=True)
+
+    # Batches fetched but not yet taken up by _process: with one more long-poll in flight, at
+    # most this many plus two batches of an account are in memory.
+    FETCH_AHEAD = 1
+
+    async def _fetch(
+        self, device: selectors.Device, since: str, ahead: "asyncio.Queue[_Fetched]"
+    ) -> None:
+        """Long-poll /sync and queue each batch in order. Returns when the homeserver ended the
+        session; raises LeaseLost when the fence shuts."""
         attempt = 0
-        asked_at = time.monotonic()  # when missing keys were last asked for again
-        first_round = True  # gaps left by an earlier owner are filled from the first sync on
         while True:
             self.crypto.fence.check()  # a host woken past its lease does not even sync
             try:
@@ -119,24 +167,9 @@ class AccountSync:
                     homeserver_url=device.homeserver_url,
                     access_token=device.access_token,
                     since=since,
-                    timeout_ms=settings.SYNC_TIMEOUT_MS,
+                    timeout_ms=self.timeout_ms,
                 )
-                batch = batch_from_sync_json(raw)
-                keys_arrived = await self.crypto.absorb(raw, batch)
-                result = await sync_to_async(services.sync_ingest)(
-                    lease=self.lease, own_user_id=device.user_id, batch=batch, initial=not since
-                )
-                since, attempt = batch.next_batch, 0
-                self.synced_at = timezone.now()
-                if result.gaps or first_round:
-                    self.gaps.wake.set()
-                if keys_arrived or first_round:
-                    await self.crypto.retry_sealed(None if first_round else keys_arrived)
-                if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
-                    await self.crypto.retry_sealed(None, ask_again=True)
-                    asked_at = time.monotonic()
-                await self.crypto.export_devices(raw, force=first_round)
-                first_round = False
+                fetched = _Fetched(raw, batch_from_sync_json(raw), since)
             except TokenInvalid:
                 # A new sign-in replaced the device's token: pick up the stored one. Else the
                 # homeserver ended the session: stop once and tell the person (no restart loop).
@@ -145,12 +178,12 @@ class AccountSync:
                 )
                 if ended:
                     return
-                fresh = await sync_to_async(selectors.account_device)(
+                device = await sync_to_async(selectors.account_device)(
                     account_id=self.lease.account_id
                 )
-                device = fresh
                 if self.crypto.device is not None:
-                    self.crypto.device.use_access_token(fresh.access_token)
+                    self.crypto.device.use_access_token(device.access_token)
+                continue
             except (HomeserverUnreachable, RateLimited, MalformedSync, MatrixError) as error:
                 retry_after = error.retry_after_ms if isinstance(error, RateLimited) else 0
                 delay = backoff_delay(attempt, retry_after_ms=retry_after)
@@ -158,6 +191,92 @@ class AccountSync:
                 self.failure = (timezone.now(), f"{type(error).__name__}: {error}")
                 attempt += 1
                 await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            await ahead.put(fetched)
+            since = fetched.batch.next_batch
+            if to_device_events(raw):
+                # The homeserver deletes to-device messages (room keys among them) once a sync
+                # names a later since: hold the next long-poll until the crypto store has them.
+                await fetched.absorbed.wait()
+
+    async def _process(
+        self, own_user_id: str, ahead: "asyncio.Queue[_Fetched]", fetcher: asyncio.Task
+    ) -> None:
+        """Absorb, ingest and follow up each fetched batch, in order; returns when the fetcher
+        stopped and every batch it queued is stored."""
+        asked_at = time.monotonic()  # when missing keys were last asked for again
+        first_round = True  # gaps left by an earlier owner are filled from the first sync on
+        while (fetched := await self._next_fetched(ahead, fetcher)) is not None:
+            keys_arrived = await self.crypto.absorb(fetched.raw, fetched.batch)
+            fetched.absorbed.set()
+            result = await self._ingest(own_user_id, fetched)
+            self.synced_at = timezone.now()  # for the operator, written by the lease renewal
+            if result.gaps or first_round:
+                self.gaps.wake.set()
+            if keys_arrived or first_round:
+                await self.crypto.retry_sealed(None if first_round else keys_arrived)
+            if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
+                await self.crypto.retry_sealed(None, ask_again=True)
+                asked_at = time.monotonic()
+            await self.crypto.export_devices(fetched.raw, force=first_round)
+            first_round = False
+
+    @staticmethod
+    async def _next_fetched(
+        ahead: "asyncio.Queue[_Fetched]", fetcher: asyncio.Task
+    ) -> "_Fetched | None":
+        """The next batch in order; None once the fetcher returned with nothing left queued (an
+        error that stopped it is raised here)."""
+        if not ahead.empty():
+            return ahead.get_nowait()
+        getter = asyncio.ensure_future(ahead.get())
+        try:
+            await asyncio.wait({getter, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        fetcher.result()  # raises what stopped it
+        return None
+
+    async def _ingest(self, own_user_id: str, fetched: "_Fetched") -> services.IngestResult:
+        """Store one batch with its next_batch under the lease. A transient database error (the
+        database restarting, a lock held too long) is retried with backoff on the same batch: the
+        batches after it wait, none is skipped. A lost lease, or any other error (a bug), ends the
+        loop as before; the next owner starts again from the last stored batch."""
+        attempt = 0
+        while True:
+            try:
+                return await sync_to_async(services.sync_ingest)(
+                    lease=self.lease,
+                    own_user_id=own_user_id,
+                    batch=fetched.batch,
+                    initial=not fetched.since,
+                )
+            except (OperationalError, InterfaceError) as error:
+                delay = min(backoff_delay(attempt), self.INGEST_RETRY_CAP)
+                log.warning(
+                    "ingest for account %s failed: %s; retrying in %.1fs",
+                    self.lease.account_id,
+                    error,
+                    delay,
+                )
+                attempt += 1
+                await sync_to_async(_drop_broken_connection)()
+                await asyncio.sleep(delay)
+                self.crypto.fence.check()
+
+    INGEST_RETRY_CAP = 5.0
+
+
+def _drop_broken_connection() -> None:
+    """After a database error: close this thread's connection if it is broken (the database
+    restarted), so the next attempt opens a fresh one. Where the connection is shared with other
+    threads (the tests' in-memory SQLite) closing is refused, and it is kept."""
+    with contextlib.suppress(DatabaseError):
+        connection.close_if_unusable_or_obsolete()
 
 
 class EncryptionPending(Exception):
@@ -166,6 +285,19 @@ class EncryptionPending(Exception):
 
 class SessionEnded(Exception):
     """The homeserver no longer accepts the account's token: the account stops until sign-in."""
+
+
+# The send path's database work (reading the queue, recording each outcome) runs on a thread of its
+# own: on asgiref's shared thread, an Enter would wait behind every account's ingest and rendering
+# in this process (STACK-NOTES, "asgiref"). One thread: these are a few indexed statements.
+_SEND_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+
+
+async def send_db[T](function: Callable[..., T], /, **kwargs) -> T:
+    """Run send-path database work on the outbox thread (keyword arguments only)."""
+    return await sync_to_async(
+        run_on_own_connection, thread_sensitive=False, executor=_SEND_THREAD
+    )(function, **kwargs)
 
 
 class OutboxSender:
@@ -187,6 +319,7 @@ class OutboxSender:
         self.fence = crypto.fence if crypto is not None and crypto.fence else LeaseFence(lease)
         self.send_due = self.verify_due = self.sealed_due = False
         self.device: selectors.Device | None = None  # the account's token and homeserver
+        self._side_requests: set[asyncio.Task] = set()  # typing notices on their way
 
     def nudged(self, kind: str = "") -> None:
         """A nudge arrived: note what it asks for and wake the loop. A send nudge (and one of an
@@ -201,6 +334,15 @@ class OutboxSender:
 
     async def run(self) -> None:
         log_context.bind(account=self.lease.account_id)
+        try:
+            await self._run()
+        finally:
+            for task in self._side_requests:
+                task.cancel()
+            with contextlib.suppress(Exception):  # its next use opens a fresh one
+                await send_db(connection.close)
+
+    async def _run(self) -> None:
         attempt = 0
         # The first round sends what waited for an owner and carries out answers given meanwhile.
         self.send_due, self.verify_due = True, True
@@ -240,10 +382,8 @@ class OutboxSender:
         account_id = self.lease.account_id
         device = self.device
         if device is None:  # read once; again only after the homeserver refused its token
-            device = self.device = await sync_to_async(selectors.account_device)(
-                account_id=account_id
-            )
-        pending = await sync_to_async(selectors.outbox_pending)(account_id=account_id)
+            device = self.device = await send_db(selectors.account_device, account_id=account_id)
+        pending = await send_db(selectors.outbox_pending, account_id=account_id)
         held_rooms: set[str] = set()
         delay = 0.0
         for send in pending:
@@ -292,8 +432,11 @@ class OutboxSender:
         queued_long_ago = time.time() * 1000 - send.queued_at_ms > self.TRUST_DEDUPE_MS
         if send.maybe_delivered or queued_long_ago:
             # The homeserver forgets transaction ids after a while: a late retry would post twice.
-            echo = await sync_to_async(outbox.outbox_echo_stored)(
-                room_id=send.room_id, sender=device.user_id, txn_id=send.txn_id
+            echo = await send_db(
+                outbox.outbox_echo_stored,
+                room_id=send.room_id,
+                sender=device.user_id,
+                txn_id=send.txn_id,
             ) or await sync_api.find_own_event(
                 self.http,
                 homeserver_url=device.homeserver_url,
@@ -319,7 +462,10 @@ class OutboxSender:
         )
         await self._record(send.txn_id, event_id=event_id)
         if send.event_type == "m.room.message" and "m.new_content" not in send.content:
-            await self._stop_typing(send.room_id, device)
+            # In the background: the next queued message's PUT does not wait for it.
+            task = asyncio.create_task(self._stop_typing(send.room_id, device))
+            self._side_requests.add(task)
+            task.add_done_callback(self._side_requests.discard)
 
     async def _stop_typing(self, room_id: str, device: selectors.Device) -> None:
         """The message the person was typing went: their typing notice ends now, not at its
@@ -343,8 +489,10 @@ class OutboxSender:
         (with the device read afresh). Otherwise the homeserver ended the session: stop the
         account once and tell the person."""
         self.device = None
-        ended = await sync_to_async(sessions.session_ended)(
-            account_id=self.lease.account_id, rejected_token=device.access_token
+        ended = await send_db(
+            sessions.session_ended,
+            account_id=self.lease.account_id,
+            rejected_token=device.access_token,
         )
         if ended:
             await self._record(txn_id, error=SESSION_ENDED)
@@ -387,9 +535,7 @@ class OutboxSender:
         )
 
     async def _record(self, txn_id: str, **outcome) -> None:
-        await sync_to_async(outbox.outbox_record_attempt)(
-            lease=self.lease, txn_id=txn_id, **outcome
-        )
+        await send_db(outbox.outbox_record_attempt, lease=self.lease, txn_id=txn_id, **outcome)
 
 
 class SyncHost:
