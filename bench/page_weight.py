@@ -70,12 +70,63 @@ def timeline_nodes(html: str) -> TimelineNodes:
     return counter
 
 
-WORDS = (
-    "the release is on track we ship friday after review tests pass deploy staging "
-    "please check numbers budget meeting moved to tuesday customer asked about invoice "
-    "server logs show errors since noon fixed it thanks a lot lunch at twelve design "
-    "draft attached see comments on the plan who can take this ticket tomorrow morning"
-).split()
+WORDS = [
+    "the",
+    "release",
+    "is",
+    "on",
+    "track",
+    "we",
+    "ship",
+    "friday",
+    "after",
+    "review",
+    "tests",
+    "pass",
+    "deploy",
+    "staging",
+    "please",
+    "check",
+    "numbers",
+    "budget",
+    "meeting",
+    "moved",
+    "to",
+    "tuesday",
+    "customer",
+    "asked",
+    "about",
+    "invoice",
+    "server",
+    "logs",
+    "show",
+    "errors",
+    "since",
+    "noon",
+    "fixed",
+    "it",
+    "thanks",
+    "a",
+    "lot",
+    "lunch",
+    "at",
+    "twelve",
+    "design",
+    "draft",
+    "attached",
+    "see",
+    "comments",
+    "on",
+    "the",
+    "plan",
+    "who",
+    "can",
+    "take",
+    "this",
+    "ticket",
+    "tomorrow",
+    "morning",
+]
 
 
 def fill_room(account, size: int, room_id: str = "!weight:hs", seed: int = 9):
@@ -230,7 +281,9 @@ def main() -> int:
     print(f"  messages on the page            {parsed.messages}")
     print(f"  HTML                            {len(html.encode()):,} bytes")
     print(f"  HTML, gzip (BREACH-padded)      {packed:,.0f} bytes")
-    print(f"  gzip bytes per message          {packed / parsed.messages:.0f} (whole page / messages)")
+    print(
+        f"  gzip bytes per message          {packed / parsed.messages:.0f} (whole page / messages)"
+    )
     print(f"  timeline nodes per message      {parsed.nodes / parsed.messages:.1f} (parsed)")
     if not args.no_browser:
         nodes, messages, document_nodes = chromium_nodes(html)

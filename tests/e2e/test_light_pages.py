@@ -42,8 +42,10 @@ def test_one_menu_serves_every_message_by_mouse_and_keyboard(
     # Someone else's message: no edit, no delete; its thread link is this message's.
     assert menu.locator("summary:has-text('Edit')").count() == 0
     assert menu.locator("button:has-text('Delete')").count() == 0
-    assert menu.locator("a.tool", has_text="Thread").get_attribute("href").endswith(
-        "?root=" + question.replace("$", "%24")
+    assert (
+        menu.locator("a.tool", has_text="Thread")
+        .get_attribute("href")
+        .endswith("?root=" + question.replace("$", "%24"))
     )
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()

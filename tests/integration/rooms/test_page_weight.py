@@ -52,7 +52,7 @@ def test_each_message_stays_under_40_dom_nodes(heavy_room_page):
 
 def test_each_message_stays_under_800_compressed_bytes(heavy_room_page):
     html, packed = heavy_room_page
-    assert b'data-events-url' in gzip.decompress(packed)
+    assert b"data-events-url" in gzip.decompress(packed)
     counter = timeline_nodes(html.decode())
     # The whole page, shell included, divided by the messages it shows.
     per_message = len(packed) / counter.messages
