@@ -31,3 +31,11 @@ def dom_id(value: str) -> str:
     import hashlib
 
     return "t" + hashlib.sha1(str(value).encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+@register.simple_tag
+def quick_reactions() -> tuple[str, ...]:
+    """The reactions the shared message menu offers in one click."""
+    from rooms.selectors import TimelineItem
+
+    return TimelineItem.quick_reactions

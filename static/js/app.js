@@ -84,6 +84,44 @@
     days.forEach((day) => { if (!used.has(day)) day.remove(); });
   }
 
+  // An open room keeps a bounded DOM: when live messages push it past MAX_ROWS while the reader
+  // is at the bottom, the oldest rows leave the page, and "Earlier messages" (the same pagination
+  // as on load) brings them back when the reader scrolls up. Never while reading history.
+  const MAX_ROWS = 200;
+  function trimOldest(list) {
+    if (!followBottom || !list.id.startsWith("timeline-")) return;
+    const rows = list.querySelectorAll(":scope > li.event");
+    const excess = rows.length - (Number(list.dataset.maxRows) || MAX_ROWS);
+    if (excess <= 0) return;
+    const keep = rows[excess];
+    const menu = window.webclientMenu;
+    const keepDay = dayOf(Number(keep.dataset.ts));
+    for (let node = keep.previousElementSibling; node;) {
+      const previous = node.previousElementSibling;
+      if (menu && node.contains(menu.element)) {
+        if (menu.busy()) return; // someone is writing on that message: trim next time
+        menu.park();
+      }
+      if (!(node.matches("li.day") && node.id === keepDay)) node.remove();
+      node = previous;
+    }
+    const older = document.createElement("li");
+    older.className = "older";
+    older.id = "older-" + list.id.slice("timeline-".length);
+    const link = document.createElement("a");
+    const before = "?before=" + keep.dataset.stream;
+    link.href = before;
+    link.textContent = "Earlier messages";
+    link.setAttribute("hx-get", list.dataset.eventsUrl + before);
+    link.setAttribute("hx-trigger", "click, intersect once");
+    link.setAttribute("hx-target", "#" + older.id);
+    link.setAttribute("hx-swap", "outerHTML");
+    older.append(link);
+    list.prepend(older);
+    htmx.process(older);
+    arrange(list);
+  }
+
   // Catch-up: everything after the last stream position the page shows, a page at a time, until
   // the server says nothing more follows. One chain at a time; a reconnect during it asks again.
   let catching = false;
@@ -137,6 +175,7 @@
     htmx.swap(list, holder.innerHTML, { swapStyle: "beforeend", swapDelay: 0, settleDelay: 0 });
     arrange(list);
     rememberLast(list);
+    trimOldest(list);
     if (followBottom) scrollToEnd();
   }
 
@@ -153,65 +192,51 @@
     });
   }
 
-  // What a person is typing is never thrown away: a live update of an element that holds a form
-  // in use (focused, or with unsent text in view) keeps that form, moved into the new version;
-  // when the new version has no place for it, the update waits until the form is done.
+  // What a person is typing is never thrown away. Message actions live in the page's one shared
+  // menu (MessageMenu below), which sits inside the message it acts on: a live update of that
+  // message (outerHTML) takes the menu into the new version; when the new version can no longer be
+  // acted on (it was deleted) and the menu holds unsent text, the update waits until it is done.
   function typingIn(control) {
     if (!control.matches("textarea, input:not([type=hidden]):not([type=submit]):not([type=button])")) return false;
     if (control === document.activeElement) return true;
     const closed = control.closest("details:not([open])");
     return !closed && control.value !== control.defaultValue;
   }
-  function formKey(form) {
-    if (form.id) return "#" + CSS.escape(form.id);
-    const action = form.querySelector("input[name=action]");
-    return action ? 'form:has(> input[name=action][value="' + CSS.escape(action.value) + '"])' : null;
-  }
   const deferred = new Map(); // element id -> the newest update it waits for
-  // A menu the person opened (reply, edit, react...) stays open through an update of its message.
-  function menuKey(details) {
-    return details.className + "|" + (details.querySelector("summary")?.textContent || "").trim();
-  }
-  function keepOpenMenus(target, fragment) {
-    const open = new Set(Array.from(target.querySelectorAll("details[open]")).map(menuKey));
-    if (!open.size) return;
-    fragment.querySelectorAll("details").forEach((details) => {
-      if (open.has(menuKey(details))) details.open = true;
-    });
-  }
-  function keepBusyForms(event) {
+  function keepMenu(event) {
     const target = event.detail.target;
     const fragment = event.detail.fragment;
     if (!target || !fragment || !target.querySelectorAll) return;
-    // Only swaps that replace the element (outerHTML) can lose a form; appends add beside it.
-    if (!target.id || !Array.from(fragment.children || []).some((el) => el.id === target.id)) return;
+    // Only swaps that replace the element (outerHTML) can lose the menu; appends add beside it.
+    const fresh = target.id && Array.from(fragment.children || []).find((el) => el.id === target.id);
+    if (!fresh) return;
     deferred.delete(target.id); // this update supersedes any older one still waiting
-    keepOpenMenus(target, fragment);
-    const busy = Array.from(target.querySelectorAll("form")).filter(
-      (form) => Array.from(form.elements).some(typingIn));
-    if (!busy.length) return;
-    const focused = document.activeElement;
-    const caret = focused && "selectionStart" in focused ? [focused.selectionStart, focused.selectionEnd] : null;
-    const moves = busy.map((form) => {
-      const key = formKey(form);
-      const place = key && fragment.querySelector(key);
-      const keep = form.parentElement.matches("details") ? form.parentElement : form;
-      const slot = place && (keep === form ? place : place.parentElement.matches("details") && place.parentElement);
-      return slot ? [keep, slot] : null;
-    });
-    if (moves.includes(null)) {
-      // Nowhere to keep it: apply the update once the form is sent or put away.
+    const menu = window.webclientMenu;
+    if (!menu || !target.contains(menu.element)) return;
+    const slot = fresh.matches("[data-act]") && fresh.querySelector(":scope > .event-main");
+    if (slot) {
+      const focused = document.activeElement;
+      const caret = focused && menu.element.contains(focused) && "selectionStart" in focused
+        ? [focused.selectionStart, focused.selectionEnd] : null;
+      const hadFocus = focused && menu.element.contains(focused);
+      slot.append(menu.element);
+      const act = fresh.querySelector(":scope > .event-main > .act");
+      if (act && menu.element.classList.contains("open")) act.setAttribute("aria-expanded", "true");
+      if (hadFocus) {
+        setTimeout(() => {
+          focused.focus();
+          if (caret) try { focused.setSelectionRange(caret[0], caret[1]); } catch (error) { /* no caret */ }
+        }, 0);
+      }
+      return;
+    }
+    if (Array.from(menu.element.querySelectorAll("textarea, input")).some(typingIn)) {
+      // Nowhere to keep it: apply the update once the text is sent or put away.
       event.detail.shouldSwap = false;
       deferred.set(target.id, fragment.cloneNode(true));
       return;
     }
-    moves.forEach(([keep, slot]) => slot.replaceWith(keep));
-    if (caret && document.contains(focused) === false) {
-      setTimeout(() => {
-        focused.focus();
-        try { focused.setSelectionRange(caret[0], caret[1]); } catch (error) { /* no caret here */ }
-      }, 0);
-    }
+    menu.park();
   }
   function applyDeferred() {
     deferred.forEach((fragment, id) => {
@@ -219,6 +244,7 @@
       if (!element) { deferred.delete(id); return; }
       if (Array.from(element.querySelectorAll("textarea, input")).some(typingIn)) return;
       deferred.delete(id);
+      if (window.webclientMenu && element.contains(window.webclientMenu.element)) window.webclientMenu.park();
       const fresh = fragment.firstElementChild;
       element.replaceWith(fragment);
       if (fresh) htmx.process(fresh);
@@ -231,7 +257,7 @@
   document.addEventListener("htmx:oobBeforeSwap", (event) => {
     followBottom = nearBottom();
     dropKnown(event.detail.fragment);
-    keepBusyForms(event);
+    keepMenu(event);
     // "Earlier messages" offered by a push: only for a page that has none yet.
     event.detail.fragment?.querySelectorAll?.("li.older[id]").forEach((li) => {
       if (document.getElementById(li.id)) li.remove();
@@ -281,6 +307,7 @@
     if (list && target === list) {
       arrange(list);
       rememberLast(list);
+      trimOldest(list);
       dropSettledOutbox();
       if (followBottom) scrollToEnd();
     } else if (list && fresh && list.contains(fresh) && followBottom) {
@@ -461,5 +488,252 @@
   document.addEventListener("htmx:configRequest", (event) => {
     if (!event.detail.elt.hasAttribute("data-current-room")) return;
     event.detail.parameters["current"] = document.body.dataset.roomId || "";
+  });
+})();
+
+// Message actions: one menu per page (#message-menu), not forms repeated in every message. It moves
+// into the message whose actions button is clicked or focused, or which the pointer is over, and
+// takes that message's event id; parts marked data-menu-when are left out where they do not apply
+// (edit and delete on other people's messages, "Thread" inside a thread). While a form in it is
+// open or focused it stays where it is. Keyboard: the button opens it (focus moves in), Esc closes
+// it and focus returns to the button.
+(function () {
+  "use strict";
+  let menu = null;
+  let home = null;
+  const parts = []; // [element, placeholder comment, condition]
+
+  function host() { return menu && menu.closest("li.event"); }
+  function actButton(li) { return li && li.querySelector(":scope > .event-main > .act"); }
+  function pinned() {
+    return menu.classList.contains("open") || !!menu.querySelector("details[open]")
+      || menu.contains(document.activeElement);
+  }
+  function busy() {
+    return Array.from(menu.querySelectorAll("details[open] textarea")).some(
+      (t) => t === document.activeElement || t.value !== t.defaultValue);
+  }
+  function source(li) {
+    if (li.dataset.source !== undefined) return li.dataset.source;
+    const body = li.querySelector(".body");
+    return body ? body.textContent : "";
+  }
+  function applies(condition, li) {
+    if (condition === "own") return li.hasAttribute("data-own");
+    if (condition === "not-in-thread") return !li.hasAttribute("data-in-thread");
+    return true;
+  }
+  function close(returnFocus) {
+    const li = host();
+    menu.classList.remove("open");
+    menu.querySelectorAll("details[open]").forEach((d) => { d.open = false; });
+    const act = actButton(li);
+    if (act) {
+      act.setAttribute("aria-expanded", "false");
+      if (returnFocus) act.focus();
+    }
+  }
+  function park() {
+    if (!menu) return;
+    close(false);
+    if (menu.parentElement !== home) home.append(menu);
+  }
+  function attach(li) {
+    if (!document.contains(menu)) home.append(menu); // its message left the page
+    if (host() === li) return;
+    close(false);
+    const eventId = li.dataset.eventId;
+    parts.forEach(([element, mark, condition]) => {
+      if (applies(condition, li)) {
+        if (mark.nextSibling !== element) { mark.after(element); htmx.process(element); }
+      } else element.remove();
+    });
+    menu.querySelectorAll("input[name=event_id]").forEach((input) => { input.value = eventId; });
+    const thread = menu.querySelector("a[data-menu-when=not-in-thread]");
+    if (thread) {
+      thread.dataset.base = thread.dataset.base || thread.getAttribute("href");
+      thread.setAttribute("href", thread.dataset.base + "?root=" + encodeURIComponent(eventId));
+    }
+    menu.querySelectorAll("form").forEach((form) => form.reset());
+    const sender = li.querySelector(".sender");
+    const reply = menu.querySelector("form:has(> input[name=action][value=reply]) textarea");
+    if (reply) reply.setAttribute("aria-label", "Reply to " + (sender ? sender.textContent : ""));
+    const edit = menu.querySelector("form:has(> input[name=action][value=edit]) textarea");
+    if (edit && li.hasAttribute("data-own")) edit.value = edit.defaultValue = source(li);
+    li.querySelector(":scope > .event-main").append(menu);
+  }
+  function open(li) {
+    attach(li);
+    menu.classList.add("open");
+    const act = actButton(li);
+    if (act) act.setAttribute("aria-expanded", "true");
+    const first = menu.querySelector("button, summary, a[href]");
+    if (first) first.focus();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    menu = document.getElementById("message-menu");
+    if (!menu) return;
+    home = menu.parentElement;
+    menu.querySelectorAll("[data-menu-when]").forEach((element) => {
+      const mark = document.createComment(element.dataset.menuWhen);
+      element.before(mark);
+      parts.push([element, mark, element.dataset.menuWhen]);
+    });
+    window.webclientMenu = { element: menu, park, busy };
+  });
+
+  document.addEventListener("click", (event) => {
+    if (!menu) return;
+    const act = event.target.closest("li.event[data-act] .act");
+    if (act) {
+      const li = act.closest("li.event");
+      if (host() === li && menu.classList.contains("open")) close(true);
+      else open(li);
+      return;
+    }
+    // A reaction under a message: add the same one, or take ours back.
+    const chip = event.target.closest("li.event .reaction[data-key]");
+    if (chip) {
+      const form = document.getElementById("reaction-form");
+      const li = chip.closest("li.event");
+      form.elements.action.value = chip.dataset.mine ? "unreact" : "react";
+      form.elements.event_id.value = chip.dataset.mine || li.dataset.eventId;
+      form.elements.key.value = chip.dataset.key;
+      form.requestSubmit();
+      return;
+    }
+    if (menu.classList.contains("open") && !menu.contains(event.target) && !menu.querySelector("details[open]")) {
+      close(false);
+    }
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !menu || !host()) return;
+    if (!menu.classList.contains("open") && !menu.contains(document.activeElement)) return;
+    event.preventDefault();
+    close(true);
+  });
+  // Hover and keyboard focus bring the menu to a message, unless it is in use elsewhere.
+  function follow(event) {
+    if (!menu) return;
+    const li = event.target.closest && event.target.closest("ol.timeline li.event[data-act]");
+    if (!li || host() === li) return;
+    if (event.type === "focusin" && !event.target.matches(".act")) return;
+    if (document.contains(menu) && host() && pinned()) return;
+    attach(li);
+  }
+  document.addEventListener("mouseover", follow);
+  document.addEventListener("focusin", follow);
+  // The edit box opens with the message's current text unless the person changed it already.
+  document.addEventListener("toggle", (event) => {
+    const details = event.target;
+    if (!menu || !details.open || !menu.contains(details)) return;
+    const edit = details.querySelector("form:has(> input[name=action][value=edit]) textarea");
+    const li = host();
+    if (edit && li && edit.value === edit.defaultValue) edit.value = edit.defaultValue = source(li);
+    const box = details.querySelector("textarea");
+    if (box) box.focus();
+  }, true);
+  // A reaction or deletion sent: the menu has done its job.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    if (!menu || !event.detail.successful || !menu.contains(event.detail.elt)) return;
+    if (event.detail.elt.querySelector("textarea")) return; // reply and edit close their own box
+    menu.classList.remove("open");
+    const act = actButton(host());
+    if (act) act.setAttribute("aria-expanded", "false");
+  });
+})();
+
+// The own message shows the moment Enter is pressed: a "sending…" row goes in before the POST
+// leaves, and the server's own rendering of the outbox row replaces it when the answer comes (the
+// echo then replaces that, as before). A refusal or an unreachable server marks the row "not sent"
+// with the reason and a Retry, and puts the text back in the composer if it is empty. POSTs leave
+// one after another, so messages keep the order they were written in.
+(function () {
+  "use strict";
+  let sequence = 0;
+  let queue = Promise.resolve();
+
+  function localRow(text) {
+    const li = document.createElement("li");
+    li.className = "event own outbox pending";
+    li.id = "local-" + (++sequence);
+    li.innerHTML = '<div class="event-main"><div class="event-head"><span class="sender">You</span>'
+      + '<span class="status" role="status">sending…</span></div><div class="body"></div></div>';
+    li.querySelector(".body").textContent = text;
+    return li;
+  }
+  function failed(li, form, text, reason) {
+    li.classList.replace("pending", "failed");
+    li.querySelector(".status").textContent = "not sent";
+    const line = document.createElement("p");
+    line.className = "error";
+    line.setAttribute("role", "alert");
+    line.textContent = reason + " ";
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "link";
+    retry.textContent = "Retry";
+    retry.addEventListener("click", () => {
+      li.remove();
+      const box = form.querySelector("textarea[name=body]");
+      if (box && box.value === text) box.value = ""; // it was put back there: not twice
+      send(form, text);
+    });
+    line.append(retry);
+    li.querySelector(".event-main").append(line);
+    const box = form.querySelector("textarea[name=body]");
+    if (box && !box.value) box.value = text;
+  }
+  async function post(form, data, li, text) {
+    let response;
+    try {
+      response = await fetch(form.action, {
+        method: "POST", body: data, credentials: "same-origin", headers: { "HX-Request": "true" },
+      });
+    } catch (error) {
+      failed(li, form, text, "Could not reach the server.");
+      return;
+    }
+    const login = document.body.dataset.loginUrl;
+    if (login && response.redirected && new URL(response.url).pathname === login) {
+      failed(li, form, text, "You are signed out.");
+      return;
+    }
+    const html = await response.text().catch(() => "");
+    const holder = document.createElement("template");
+    holder.innerHTML = html;
+    const row = holder.content.querySelector("li");
+    if (!response.ok || !row || row.matches(".error")) {
+      const said = row ? row.textContent.trim() : (html.length < 200 ? html.trim() : "");
+      failed(li, form, text, said || "The server did not take it (" + response.status + ").");
+      return;
+    }
+    const txn = row.id.startsWith("txn-") ? row.id.slice(4) : "";
+    const echoed = txn && document.querySelector('ol.timeline li[data-txn="' + CSS.escape(txn) + '"]');
+    if (echoed || document.getElementById(row.id)) { li.remove(); return; }
+    li.replaceWith(row);
+    htmx.process(row);
+  }
+  function send(form, text) {
+    const outbox = document.querySelector(form.dataset.optimistic);
+    const li = localRow(text);
+    outbox.append(li);
+    const main = document.querySelector(".main");
+    if (main) main.scrollTop = main.scrollHeight;
+    const data = new FormData(form);
+    data.set("body", text);
+    queue = queue.then(() => post(form, data, li, text));
+  }
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-optimistic")) return;
+    event.preventDefault();
+    const box = form.querySelector("textarea[name=body]");
+    const text = box.value;
+    if (!text.trim()) return;
+    box.value = "";
+    document.getElementById("mention-suggestions")?.setAttribute("hidden", "");
+    send(form, text);
   });
 })();

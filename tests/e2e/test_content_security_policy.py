@@ -76,6 +76,7 @@ def test_main_pages_have_a_strict_policy_and_no_violation(
     expect(page.locator("#composer-body")).to_have_value("")
 
     # A reply form resets and its <details> closes once sent.
+    message.locator(".act").click()  # the shared action menu opens on this message
     reply = message.locator("details.tool-form", has_text="Reply")
     reply.evaluate("(details) => { details.open = true; }")  # hover menus move under live pushes
     reply.locator("textarea").fill("On it")
@@ -87,6 +88,7 @@ def test_main_pages_have_a_strict_policy_and_no_violation(
     # An edit form closes once saved.
     own = page.locator("ol.timeline li.event.own", has_text="Looks good to me")
     own.wait_for()
+    own.locator(".act").click()
     edit = own.locator("details.tool-form", has_text="Edit")
     edit.evaluate("(details) => { details.open = true; }")
     edit.locator("textarea").fill("Looks great to me")
@@ -105,6 +107,7 @@ def test_main_pages_have_a_strict_policy_and_no_violation(
     assert_no_violations(page, "room after sends")
 
     # The thread panel, and its composer resetting after a send.
+    message.locator(".act").click()
     page.goto(workspace.url + message.locator("a.tool", has_text="Thread").get_attribute("href"))
     page.wait_for_selector("#thread-body")
     assert_no_violations(page, "thread")
