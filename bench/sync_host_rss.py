@@ -42,7 +42,19 @@ def start_host(capacity: int, log: Path | None = None) -> subprocess.Popen:
 
 
 def pair_up(synapse_url: str, first, second) -> None:
-    """A room of two with one message in it."""
+    """A room of two with one message in it (tried again when a busy Synapse times out)."""
+    from accounts.matrix.errors import HomeserverUnreachable
+
+    for attempt in range(3):
+        try:
+            return _pair_up(synapse_url, first, second)
+        except HomeserverUnreachable:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+
+
+def _pair_up(synapse_url: str, first, second) -> None:
     from accounts.matrix import client_api
     from accounts.matrix.http import matrix_request, quote
 
@@ -91,7 +103,7 @@ def main() -> int:
     parser.add_argument(
         "--deadline", type=float, default=300, help="seconds to wait for all to sync"
     )
-    parser.add_argument("--setup-threads", type=int, default=8, help="parallel set-up requests")
+    parser.add_argument("--setup-threads", type=int, default=4, help="parallel set-up requests")
     args = parser.parse_args()
     services = start_services()
     os.environ.update(
