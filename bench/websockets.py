@@ -115,7 +115,7 @@ class Sockets:
 
     async def open(self, session_key: str, *, target: bool) -> None:
         """Connect as a page does: a handshake daphne refused (it gives the application 5 s to
-        accept) is tried again after a pause."""
+        accept) or a connection reset in a burst of handshakes is tried again after a pause."""
         import aiohttp
 
         for attempt in range(10):
@@ -128,7 +128,7 @@ class Sockets:
                     max_msg_size=0,
                 )
                 break
-            except aiohttp.WSServerHandshakeError:
+            except (aiohttp.WSServerHandshakeError, aiohttp.ClientOSError):
                 self.refused += 1
                 await asyncio.sleep(0.5 * (attempt + 1))
         else:
