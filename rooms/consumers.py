@@ -10,21 +10,21 @@ One daphne process holds thousands of these. Two things keep that cheap (bench/w
   process's one `sync_to_async` thread for every message of every socket, so a push to 500 pages
   queued 500 hops behind each other (and behind every handshake's session lookup). This consumer
   never touches the database.
-- Re-joins are spread: the first comes after a random part of the interval, so pages that opened
-  together do not re-join together for ever after.
+- Re-joins are batched: one task per process re-joins all its pages in one pipeline per beat
+  (rooms/page_rejoin.py). Page by page it was three Redis round trips per page per beat, most of
+  daphne's CPU with a few thousand pages open.
 """
 
 import asyncio
 import contextlib
 import logging
-import random
 import weakref
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts import live
-from rooms import open_pages
+from rooms import open_pages, page_rejoin
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,12 @@ def _redis_slot() -> asyncio.Semaphore:
 class LiveConsumer(AsyncWebsocketConsumer):
     joined: tuple[str, ...] = ()
     account_id: int | None = None
-    rejoining: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:  # however the connection ends, stop re-joining for it
-            await self._stop_rejoining()
+            self._stop_rejoining()
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -73,7 +72,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.account_id = account_id
         await self._join()
         await self.accept()
-        self.rejoining = asyncio.create_task(self._keep_joined())
+        page_rejoin.rejoiner().add(self)  # channels_redis forgets members after group_expiry
 
     async def dispatch(self, message: dict) -> None:
         """Channels' dispatch without the database clean-up before each handler (see above)."""
@@ -94,29 +93,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 except Exception:  # Redis away: notify renders anyway when it cannot tell
                     log.warning("websocket could not mark its page open", exc_info=True)
 
-    async def _keep_joined(self) -> None:
-        """channels_redis forgets members after group_expiry, and all of them when Redis restarts:
-        re-join on a heartbeat so a page open for days keeps receiving. The first beat comes
-        after a random half to whole interval (never later than one interval)."""
-        interval = live.group_rejoin_seconds()
-        delay = interval * random.uniform(0.5, 1.0)
-        while True:
-            await asyncio.sleep(delay)
-            delay = interval
-            try:
-                await self._join()
-            except Exception:  # Redis away: try again at the next beat
-                log.warning("websocket could not re-join its groups", exc_info=True)
-
-    async def _stop_rejoining(self) -> None:
-        task, self.rejoining = self.rejoining, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def _stop_rejoining(self) -> None:
+        if self.channel_layer is not None and getattr(self, "channel_name", None):
+            page_rejoin.rejoiner().discard(self)
 
     async def _leave(self) -> None:
-        await self._stop_rejoining()
+        self._stop_rejoining()
         groups, self.joined = self.joined, ()
         account_id, self.account_id = self.account_id, None
         async with _redis_slot():
