@@ -22,6 +22,8 @@ from rooms import open_pages
 
 log = logging.getLogger(__name__)
 
+CHUNK = 200  # group memberships per pipeline
+
 
 class Page(Protocol):
     channel_layer: object
@@ -46,8 +48,14 @@ class Rejoiner:
         self.pages.pop(page.channel_name, None)
 
     async def _run(self) -> None:
+        """Beat every `group_rejoin_seconds()`, read afresh each second (a shorter expiry set
+        meanwhile takes effect at once, not after a long sleep begun under the old one)."""
+        last = time.monotonic()
         while self.pages:
-            await asyncio.sleep(live.group_rejoin_seconds())
+            await asyncio.sleep(min(1.0, live.group_rejoin_seconds()))
+            if time.monotonic() - last < live.group_rejoin_seconds():
+                continue
+            last = time.monotonic()
             try:
                 await rejoin(list(self.pages.values()))
             except Exception:  # Redis away: try again at the next beat
@@ -86,9 +94,9 @@ async def rejoin(pages: list[Page]) -> None:
         for page in pages:
             for group in page.joined:
                 await layer.group_add(group, page.channel_name)
-    await open_pages.pages_seen(
-        [(page.account_id, page.channel_name) for page in pages if page.account_id is not None]
-    )
+    seen = [(page.account_id, page.channel_name) for page in pages if page.account_id is not None]
+    for start in range(0, len(seen), CHUNK):
+        await open_pages.pages_seen(seen[start : start + CHUNK])
 
 
 async def _rejoin_redis(layer, pages: list[Page]) -> None:
@@ -100,9 +108,13 @@ async def _rejoin_redis(layer, pages: list[Page]) -> None:
             )
     now = time.time()
     for shard, members in by_shard.items():
-        async with layer.connection(shard).pipeline(transaction=False) as pipe:
-            for group_key, channel in members:
-                pipe.zadd(group_key, {channel: now})
-            for group_key in {key for key, _ in members}:
-                pipe.expire(group_key, layer.group_expiry)
-            await pipe.execute()
+        # In chunks: packing thousands of commands at once holds the event loop (and every push
+        # it should be forwarding) for a noticeable moment.
+        for start in range(0, len(members), CHUNK):
+            chunk = members[start : start + CHUNK]
+            async with layer.connection(shard).pipeline(transaction=False) as pipe:
+                for group_key, channel in chunk:
+                    pipe.zadd(group_key, {channel: now})
+                for group_key in {key for key, _ in chunk}:
+                    pipe.expire(group_key, layer.group_expiry)
+                await pipe.execute()
