@@ -1,10 +1,12 @@
-"""RSS of one sync host process holding 10, 100 and 500 synced accounts (target <= 2 MB each).
+"""RSS of one sync host process holding 10 to 1,000 synced accounts, and how long after its start
+all of them have synced (targets: <= 1 MB per account, all 1,000 synced within 60 s).
 
 Each account shares a room with one other account and has exchanged a message. The host is
-`manage.py sync_host` (the same SyncHost the Celery sync worker runs); RSS is read from /proc once
-every account has committed a sync.
+`manage.py sync_host` (the same SyncHost the Celery sync worker runs), started once every account
+exists; the clock starts when it is started (so Django's start-up counts). RSS is read from /proc
+once every account has committed a sync (or at the deadline, when some have not).
 
-    .venv/bin/python -m bench.sync_host_rss [--counts 10 100 500]
+    .venv/bin/python -m bench.sync_host_rss [--counts 10 100 500 1000] [--deadline 300]
 """
 
 import argparse
@@ -12,6 +14,8 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from bench.common import register, start_services
@@ -26,14 +30,61 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_host(capacity: int) -> subprocess.Popen:
+def start_host(capacity: int, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
     return subprocess.Popen(
         [sys.executable, "manage.py", "sync_host", "--capacity", str(capacity)],
         cwd=ROOT,
         env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )
+
+
+def pair_up(synapse_url: str, first, second) -> None:
+    """A room of two with one message in it (tried again when a busy Synapse times out)."""
+    from accounts.matrix.errors import HomeserverUnreachable
+
+    for attempt in range(3):
+        try:
+            return _pair_up(synapse_url, first, second)
+        except HomeserverUnreachable:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+
+
+def _pair_up(synapse_url: str, first, second) -> None:
+    from accounts.matrix import client_api
+    from accounts.matrix.http import matrix_request, quote
+
+    room = matrix_request(
+        synapse_url,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        token=first.access_token,
+        body={"invite": [second.user_id]},
+    )
+    client_api.join_room(
+        synapse_url, access_token=second.access_token, room_id_or_alias=room["room_id"]
+    )
+    matrix_request(
+        synapse_url,
+        "PUT",
+        f"/_matrix/client/v3/rooms/{quote(room['room_id'])}/send/m.room.message/t1",
+        token=first.access_token,
+        body={"msgtype": "m.text", "body": "hello"},
+    )
+
+
+def milestones(progress: list[tuple[float, int]], count: int) -> str:
+    """When the first account, half, 90 % and all had synced (seconds after the host started)."""
+    parts = []
+    for label, share in (("first", 1 / count), ("50%", 0.5), ("90%", 0.9), ("all", 1.0)):
+        needed = max(1, round(share * count))
+        at = next((t for t, synced in progress if synced >= needed), None)
+        parts.append(f"{label} {at:.1f}" if at is not None else f"{label} -")
+    return " / ".join(parts)
 
 
 def empty_host_rss() -> float:
@@ -49,6 +100,10 @@ def empty_host_rss() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument(
+        "--deadline", type=float, default=300, help="seconds to wait for all to sync"
+    )
+    parser.add_argument("--setup-threads", type=int, default=4, help="parallel set-up requests")
     args = parser.parse_args()
     services = start_services()
     os.environ.update(
@@ -65,8 +120,6 @@ def main() -> int:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from accounts.matrix import client_api
-    from accounts.matrix.http import matrix_request, quote
     from accounts.models import MatrixAccount
     from rooms.models import SyncState
 
@@ -76,26 +129,10 @@ def main() -> int:
     try:
         for count in args.counts:
             MatrixAccount.objects.all().delete()
-            sessions = [register(services.synapse)[2] for _ in range(count)]
-            for first, second in zip(sessions[::2], sessions[1::2], strict=False):
-                room = matrix_request(
-                    services.synapse.url,
-                    "POST",
-                    "/_matrix/client/v3/createRoom",
-                    token=first.access_token,
-                    body={"invite": [second.user_id]},
-                )
-                client_api.join_room(
-                    services.synapse.url,
-                    access_token=second.access_token,
-                    room_id_or_alias=room["room_id"],
-                )
-                matrix_request(
-                    services.synapse.url,
-                    "PUT",
-                    f"/_matrix/client/v3/rooms/{quote(room['room_id'])}/send/m.room.message/t1",
-                    token=first.access_token,
-                    body={"msgtype": "m.text", "body": "hello"},
+            with ThreadPoolExecutor(args.setup_threads) as pool:
+                sessions = list(pool.map(lambda _: register(services.synapse)[2], range(count)))
+                list(
+                    pool.map(partial(pair_up, services.synapse.url), sessions[::2], sessions[1::2])
                 )
             for session in sessions:
                 user = get_user_model().objects.create_user(
@@ -108,28 +145,41 @@ def main() -> int:
                     device_id=session.device_id,
                     access_token=session.access_token,
                 )
-            host = start_host(count)
+            print(f"{count} accounts ready; starting the host", file=sys.stderr)
+            host = start_host(count, services.data_dir / f"host-{count}.log")
+            progress: list[tuple[float, int]] = []
             try:
                 started = time.monotonic()
-                while SyncState.objects.exclude(next_batch="").count() < count:
-                    if time.monotonic() - started > 300:
-                        raise RuntimeError("accounts did not all sync within 300 s")
+                synced = 0
+                while synced < count and time.monotonic() - started < args.deadline:
                     time.sleep(0.5)
-                synced_after = time.monotonic() - started
-                time.sleep(5)  # a few long-polls in flight, as in steady state
+                    synced = SyncState.objects.exclude(next_batch="").count()
+                    progress.append((time.monotonic() - started, synced))
+                if synced == count:
+                    time.sleep(5)  # a few long-polls in flight, as in steady state
                 total = rss_mb(host.pid)
             finally:
                 host.terminate()
-                host.wait(timeout=60)
-            results.append((count, total, (total - empty) / count, synced_after))
+                try:
+                    host.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    host.kill()
+                    host.wait()
+            at_60 = max((n for t, n in progress if t <= 60), default=0)
+            results.append(
+                (count, total, (total - empty) / count, milestones(progress, count), at_60)
+            )
             SyncState.objects.all().delete()
             get_user_model().objects.all().delete()
     finally:
         services.stop()
     print(f"empty host: {empty:.1f} MB RSS")
-    print(f"{'accounts':>9} {'host RSS MB':>12} {'MB/account':>11} {'all synced after s':>19}")
-    for count, total, per_account, synced_after in results:
-        print(f"{count:>9} {total:>12.1f} {per_account:>11.2f} {synced_after:>19.1f}")
+    print(
+        f"{'accounts':>9} {'host RSS MB':>12} {'MB/account':>11} {'synced by 60 s':>15}   "
+        "synced after s: first / 50% / 90% / all"
+    )
+    for count, total, per_account, when, at_60 in results:
+        print(f"{count:>9} {total:>12.1f} {per_account:>11.2f} {at_60:>15}   {when}")
     return 0
 
 

@@ -73,6 +73,23 @@ async def page_seen(account_id: int, page: str) -> None:
         await pipe.execute()
 
 
+async def pages_seen(pages: list[tuple[int, str]]) -> None:
+    """Many pages (account id, channel name) are open: one pipeline for all (the re-join beat)."""
+    if not pages:
+        return
+    now = time.time()
+    lifetime = page_lifetime_seconds()
+    keys = {_key(account_id) for account_id, _ in pages}
+    async with _async_client().pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zremrangebyscore(key, "-inf", now)
+        for account_id, page in pages:
+            pipe.zadd(_key(account_id), {page: now + lifetime})
+        for key in keys:
+            pipe.expire(key, int(lifetime) + 1)
+        await pipe.execute()
+
+
 async def page_closed(account_id: int, page: str) -> None:
     """The page closed: renders for the account stop once its other pages are gone too."""
     await _async_client().zrem(_key(account_id), page)
