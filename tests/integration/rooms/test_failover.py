@@ -7,6 +7,7 @@ processes on the test database, the real Synapse and Redis. FAILOVER_ACCOUNTS=30
 size (the suite runs twelve to stay quick on two cores)."""
 
 import asyncio
+import hashlib
 import os
 import signal
 import time
@@ -97,31 +98,34 @@ async def wait_for(check, *, timeout: float, what: str):
     raise AssertionError(f"not within {timeout} s: {what} ({await sync_to_async(owners)()})")
 
 
-def device_use(trace_lines: list[str]) -> dict[str, tuple[float, float]]:
-    """From a host's trace: for each device (token hash), when the host first and last used it."""
-    used: dict[str, tuple[float, float]] = {}
-    for line in trace_lines:
-        if not line.startswith("http ") or " @" not in line:
-            continue
-        stamp, device = line.rsplit(" @", 1)[1].split()
-        if device == "-":
-            continue
-        at = float(stamp)
-        first, last = used.get(device, (at, at))
-        used[device] = (min(first, at), max(last, at))
-    return used
+def device_hash(account: MatrixAccount) -> str:
+    """How traced_host names the device a request used."""
+    return hashlib.sha256(f"Bearer {account.access_token}".encode()).hexdigest()[:12]
 
 
-def assert_no_device_used_by_two_hosts(hosts) -> None:
-    spans: dict[str, list[tuple[float, float, str]]] = {}
+def device_users(hosts) -> dict[str, list[tuple[float, str]]]:
+    """From the hosts' traces: for each device, every (time, host) that used it, in time order."""
+    uses: dict[str, list[tuple[float, str]]] = {}
     for host_id, host in hosts.items():
-        for device, (first, last) in device_use(host.trace_since(0)).items():
-            spans.setdefault(device, []).append((first, last, host_id))
-    assert spans, "the hosts' requests are traced"
-    for device, uses in spans.items():
-        uses.sort()
-        for (_f, last, one), (first, _l, other) in pairwise(uses):
-            assert last < first, f"device {device} used by {one} and {other} at once"
+        for line in host.trace_since(0):
+            if not line.startswith("http ") or " @" not in line:
+                continue
+            stamp, device = line.rsplit(" @", 1)[1].split()
+            uses.setdefault(device, []).append((float(stamp), host_id))
+    return {device: sorted(times) for device, times in uses.items()}
+
+
+def assert_no_device_used_by_two_hosts(hosts, accounts: list[MatrixAccount]) -> None:
+    """A device changes hands only with its lease: the hosts' requests with it switch from one
+    host to another at most once per claim of its lease (each claim bumps the fencing token).
+    Two hosts using it at once would interleave their requests, switching back and forth."""
+    uses = device_users(hosts)
+    claims = dict(SyncLease.objects.values_list("account_id", "fencing_token"))
+    for account in accounts:
+        sequence = [host_id for _at, host_id in uses.get(device_hash(account), [])]
+        assert sequence, f"{account.mxid}: its requests are traced"
+        switches = sum(a != b for a, b in pairwise(sequence))
+        assert switches <= claims[account.pk] - 1, (account.mxid, switches, claims[account.pk])
 
 
 def homeserver_messages(account: MatrixAccount, room_id: str) -> set[str]:
@@ -314,7 +318,7 @@ async def test_accounts_spread_over_three_hosts_and_the_busiest_ones_resume_with
             assert lease.fencing_token > tokens_before[lease.account_id], lease
         every_one = await sync_to_async(MatrixAccount.objects.filter(is_active=True).count)()
         assert every_one == ACCOUNTS
-        assert_no_device_used_by_two_hosts(hosts)
+        await sync_to_async(assert_no_device_used_by_two_hosts)(hosts, accounts)
         # Nothing a host needs is on its own disk: no crypto store, no database file.
         for machine in machines.values():
             kept = [
