@@ -8,11 +8,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import authenticity, media_index, notify, previews, read_markers, redactions
+from rooms import (
+    authenticity,
+    media_index,
+    notify,
+    open_pages,
+    previews,
+    read_markers,
+    redactions,
+)
 from rooms.gaps import gap_advance, gap_record
 from rooms.models import (
     Event,
@@ -95,9 +104,7 @@ def sync_ingest(
             )
         if batch.direct_room_ids is not None:
             _apply_direct_flags(lease.account_id, batch.direct_room_ids)
-        SyncState.objects.update_or_create(
-            account_id=lease.account_id, defaults={"next_batch": batch.next_batch}
-        )
+        _save_next_batch(lease.account_id, batch.next_batch)
         rooms_changed = len(batch.joined) + len(batch.invited) + len(batch.left)
         if rooms_changed and not new_events:
             # New rows are announced with the room-list hint in the same push (notify.
@@ -105,6 +112,13 @@ def sync_ingest(
             account_id = lease.account_id
             transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, gaps=gaps)
+
+
+def _save_next_batch(account_id: int, next_batch: str) -> None:
+    """One UPDATE on every sync but an account's first (update_or_create reads the row first)."""
+    fields = {"next_batch": next_batch, "updated_at": timezone.now()}
+    if not SyncState.objects.filter(account_id=account_id).update(**fields):
+        SyncState.objects.create(account_id=account_id, next_batch=next_batch)
 
 
 def _relations(event: dict) -> dict[str, str]:
@@ -181,6 +195,7 @@ def _store_events(
     announce: bool = True,
     envelopes: dict[str, dict] | None = None,
     origins: dict | None = None,
+    maybe_encrypted: bool = True,
 ) -> int:
     """Insert events once (event_id unique) and this account's timeline rows; replays change nothing.
 
@@ -189,29 +204,7 @@ def _store_events(
     events = list(events)
     if not events:
         return 0
-    Event.objects.bulk_create(
-        [
-            Event(
-                event_id=event["event_id"],
-                room=room,
-                sender=event["sender"],
-                event_type=event["type"],
-                state_key=event.get("state_key"),
-                origin_server_ts=_ts(event),
-                raw=event,
-                encrypted_raw=(envelopes or {}).get(event["event_id"]),
-                html=_event_html(event),
-                **_relations(event),
-            )
-            for event in events
-        ],
-        ignore_conflicts=True,
-    )
-    stored = dict(
-        Event.objects.filter(event_id__in=[e["event_id"] for e in events]).values_list(
-            "event_id", "id"
-        )
-    )
+    stored = _events_stored(room, events, envelopes or {})
     redactions.apply_server_redactions(events, stored)
     media_index.index_events(events, stored)
     if envelopes:
@@ -225,7 +218,9 @@ def _store_events(
     )
     new = [e for e in events if stored.get(e["event_id"]) not in already]
     # Who our device can vouch for (origins: where each decrypted event's key came from).
-    marks = authenticity.entry_marks(account_id, room, new, envelopes or {}, origins or {})
+    marks = authenticity.entry_marks(
+        account_id, room, new, envelopes or {}, origins or {}, maybe_encrypted=maybe_encrypted
+    )
     fresh = [
         TimelineEntry(
             account_id=account_id,
@@ -242,23 +237,68 @@ def _store_events(
     TimelineEntry.objects.bulk_create(fresh, ignore_conflicts=True)
     settled = _settle_outbox(account_id, events)
     if fresh and announce:
-        # ignore_conflicts leaves the new rows without ids: read them back.
-        fresh_ids = list(
-            TimelineEntry.objects.filter(
-                account_id=account_id, event_id__in=[e.event_id for e in fresh]
-            ).values_list("id", flat=True)
-        )
         fresh_event_ids = {e.event_id for e in fresh}
-        touched = _touched_messages(events, stored, fresh_event_ids)
         transaction.on_commit(
-            lambda: notify.timeline_appended(
-                account_id=account_id,
-                entry_ids=fresh_ids,
-                settled_txn_ids=settled,
-                touched_event_ids=touched,
-            )
+            lambda: _announce(account_id, events, stored, fresh_event_ids, settled)
         )
     return len(fresh)
+
+
+def _announce(
+    account_id: int, events: list[dict], stored: dict, fresh_event_ids: set, settled: list[str]
+) -> None:
+    """After commit, push the account's new rows to its open pages. What only the push needs
+    (the new rows' ids, which ignore_conflicts left unset, and the messages they touch) is read
+    only when a page is open: an account nobody is looking at costs no query here."""
+    if not open_pages.any_open(account_id):
+        return
+    fresh_ids = list(
+        TimelineEntry.objects.filter(account_id=account_id, event_id__in=fresh_event_ids)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    notify.timeline_appended(
+        account_id=account_id,
+        entry_ids=fresh_ids,
+        settled_txn_ids=settled,
+        touched_event_ids=_touched_messages(events, stored, fresh_event_ids),
+    )
+
+
+def _events_stored(room: Room, events: list[dict], envelopes: dict[str, dict]) -> dict[str, int]:
+    """event_id -> Event pk, inserting the events no account here has stored yet. The room's other
+    accounts receive the same events: only the first one to ingest an event sanitizes its HTML and
+    writes its row; the others find it with one read (no render, no insert)."""
+    event_ids = [e["event_id"] for e in events]
+    stored = dict(Event.objects.filter(event_id__in=event_ids).values_list("event_id", "id"))
+    missing = [e for e in events if e["event_id"] not in stored]
+    if not missing:
+        return stored
+    Event.objects.bulk_create(
+        [
+            Event(
+                event_id=event["event_id"],
+                room=room,
+                sender=event["sender"],
+                event_type=event["type"],
+                state_key=event.get("state_key"),
+                origin_server_ts=_ts(event),
+                raw=event,
+                encrypted_raw=envelopes.get(event["event_id"]),
+                html=_event_html(event),
+                **_relations(event),
+            )
+            for event in missing
+        ],
+        ignore_conflicts=True,  # another host's ingest may have stored one meanwhile
+    )
+    # ignore_conflicts leaves the new rows without ids: read them back.
+    stored.update(
+        Event.objects.filter(event_id__in=[e["event_id"] for e in missing]).values_list(
+            "event_id", "id"
+        )
+    )
+    return stored
 
 
 def _touched_messages(events: list[dict], stored: dict, fresh_event_ids: set) -> list[str]:
@@ -270,6 +310,8 @@ def _touched_messages(events: list[dict], stored: dict, fresh_event_ids: set) ->
     targets = {
         target for rel in relations for target in (rel["relates_to"], rel["redacts"]) if target
     }
+    if not targets:
+        return []
     parents = Event.objects.filter(event_id__in=targets).exclude(relates_to="")
     targets.update(parents.values_list("relates_to", flat=True))
     return sorted(targets)
@@ -336,11 +378,16 @@ def _ingest_joined(
     room, _ = Room.objects.get_or_create(room_id=joined.room_id)
     _apply_state(room, joined.state)
     _apply_state(room, joined.timeline)
-    new_events = _store_events(
-        account_id, room, joined.timeline, envelopes=joined.envelopes, origins=joined.origins
-    )
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
+    )
+    new_events = _store_events(
+        account_id,
+        room,
+        joined.timeline,
+        envelopes=joined.envelopes,
+        origins=joined.origins,
+        maybe_encrypted=_maybe_encrypted(membership, joined),
     )
     before = _field_values(membership)
     if joined.heroes is not None:
@@ -361,14 +408,12 @@ def _ingest_joined(
     if joined.prev_batch and (membership.pk is None or no_history_yet):
         # The room's first timeline: scrolling back continues from here.
         membership.history_token = joined.prev_batch
+    if _needs_describing(membership, before, joined):
+        counts_known = membership.pk is not None or joined.joined_count is not None
+        state = _naming_state(room, own_user_id, membership.heroes or None, counts_known)
+        _describe(membership, own_user_id, state, counts_known=counts_known)
     membership.membership = Membership.JOIN
     membership.invite_state = []
-    _describe(
-        membership,
-        own_user_id,
-        _state_map(room),
-        counts_known=membership.pk is not None or joined.joined_count is not None,
-    )
     if direct is not None:
         membership.is_direct = joined.room_id in direct
     latest = max((_ts(e) for e in joined.timeline), default=0)
@@ -379,6 +424,69 @@ def _ingest_joined(
             account_id=account_id, events=joined.timeline, encrypted=membership.is_encrypted
         )
     return new_events
+
+
+def _maybe_encrypted(membership: Membership, joined: JoinedRoomBatch) -> bool:
+    """False only when the room is known to be plain: described before without encryption (the
+    flag is sticky) and this sync does not turn it on."""
+    if membership.pk is None or membership.is_encrypted:
+        return True
+    return any(e["type"] == "m.room.encryption" for e in (*joined.state, *joined.timeline))
+
+
+# The room-wide state a room's name, avatar, topic and flags come from (besides member events).
+NAMING_STATE = (
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.encryption",
+    "m.room.create",
+)
+_DESCRIBED_FIELDS = ("heroes", "joined_member_count", "invited_member_count")
+
+
+def _needs_describing(membership: Membership, before: dict, joined: JoinedRoomBatch) -> bool:
+    """Whether this sync can change the room's name, avatar, topic or flags for the account: a
+    new or newly joined room, state events (in the state or the timeline), or a new summary.
+    A sync of plain messages (the busy case) cannot: the description stays as it was, and the
+    room's state is not read at all."""
+    if membership.pk is None or before["membership"] != Membership.JOIN:
+        return True
+    if joined.state or any("state_key" in event for event in joined.timeline):
+        return True
+    return any(getattr(membership, name) != before[name] for name in _DESCRIBED_FIELDS)
+
+
+def _naming_state(
+    room: Room, own_user_id: str, heroes: list[str] | None, counts_known: bool
+) -> dict[tuple[str, str], dict]:
+    """The part of the room's state that naming reads, not the whole of it: in a room with
+    hundreds of members every account would otherwise read every member event for every sync
+    (members squared per message). Room-wide naming events, our own and the heroes' member
+    events, and the members sharing a hero's display name (for disambiguation). Without heroes
+    or member counts, naming falls back to the member list itself: then all of it is read."""
+    if heroes is None or not counts_known:
+        return _state_map(room)
+    heroes = [hero for hero in heroes if isinstance(hero, str)][:5]
+    state = room.state.filter(state_key="", event_type__in=NAMING_STATE) | room.state.filter(
+        event_type="m.room.member", state_key__in=[own_user_id, *heroes]
+    )
+    found = {
+        (event_type, key): content
+        for event_type, key, content in state.values_list("event_type", "state_key", "content")
+    }
+    names = set()
+    for hero in heroes:
+        name = found.get(("m.room.member", hero), {}).get("displayname")
+        if isinstance(name, str) and name.strip():
+            names.update({name, name.strip()})  # naming compares names stripped
+    if names:
+        namesakes = room.state.filter(
+            event_type="m.room.member", content__displayname__in=sorted(names)
+        ).values_list("state_key", "content")
+        found.update({("m.room.member", key): content for key, content in namesakes})
+    return found
 
 
 def _describe(membership: Membership, own_user_id: str, state: dict, *, counts_known: bool) -> None:
