@@ -410,7 +410,10 @@ def _ingest_joined(
         membership.history_token = joined.prev_batch
     if _needs_describing(membership, before, joined):
         counts_known = membership.pk is not None or joined.joined_count is not None
-        state = _naming_state(room, own_user_id, membership.heroes or None, counts_known)
+        total = membership.joined_member_count + membership.invited_member_count
+        state = _naming_state(
+            room, own_user_id, membership.heroes or None, total if counts_known else None
+        )
         _describe(membership, own_user_id, state, counts_known=counts_known)
     membership.membership = Membership.JOIN
     membership.invite_state = []
@@ -459,16 +462,15 @@ def _needs_describing(membership: Membership, before: dict, joined: JoinedRoomBa
 
 
 def _naming_state(
-    room: Room, own_user_id: str, heroes: list[str] | None, counts_known: bool
+    room: Room, own_user_id: str, heroes: list[str] | None, total: int | None
 ) -> dict[tuple[str, str], dict]:
     """The part of the room's state that naming reads, not the whole of it: in a room with
-    hundreds of members every account would otherwise read every member event for every sync
-    (members squared per message). Room-wide naming events, our own and the heroes' member
-    events, and the members sharing a hero's display name (for disambiguation). Without heroes
-    or member counts, naming falls back to the member list itself: then all of it is read."""
-    if heroes is None or not counts_known:
-        return _state_map(room)
-    heroes = [hero for hero in heroes if isinstance(hero, str)][:5]
+    hundreds of members every account would otherwise read every member event whenever it
+    describes the room (members squared for the room). Room-wide naming events, our own and the
+    heroes' member events, and the members sharing a hero's display name (for disambiguation).
+    Only a room that naming must describe by its members (no heroes or member counts, and no
+    name, or no avatar in a room of two) reads all of them. `total`: joined + invited, if known."""
+    heroes = [hero for hero in heroes if isinstance(hero, str)][:5] if heroes is not None else []
     state = room.state.filter(state_key="", event_type__in=NAMING_STATE) | room.state.filter(
         event_type="m.room.member", state_key__in=[own_user_id, *heroes]
     )
@@ -476,6 +478,10 @@ def _naming_state(
         (event_type, key): content
         for event_type, key, content in state.values_list("event_type", "state_key", "content")
     }
+    named = any(key in found for key in (("m.room.name", ""), ("m.room.canonical_alias", "")))
+    pictured = ("m.room.avatar", "") in found or (total is not None and total > 2)
+    if total is None or (not heroes and not (named and pictured)):
+        return _state_map(room)
     names = set()
     for hero in heroes:
         name = found.get(("m.room.member", hero), {}).get("displayname")
