@@ -159,16 +159,25 @@ def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[
     if not receipts:
         return []
     room = Room.objects.get(room_id=room_id)
+    # Receipts are shared by the room's accounts and each of them receives every one: read them
+    # in one query, so the accounts after the first, which find them stored, write nothing.
+    held = {
+        user_id: (event_id, ts)
+        for user_id, event_id, ts in ReadReceipt.objects.filter(
+            room=room, user_id__in={user_id for _, user_id, _ in receipts}
+        ).values_list("user_id", "event_id", "ts")
+    }
     moved: list[str] = []
     for event_id, user_id, ts in receipts:
-        current = ReadReceipt.objects.filter(room=room, user_id=user_id).first()
-        if current is not None and (current.event_id == event_id or current.ts > ts):
+        current = held.get(user_id)
+        if current is not None and (current[0] == event_id or current[1] > ts):
             continue
         if current is not None:
-            moved.append(current.event_id)
+            moved.append(current[0])
         ReadReceipt.objects.update_or_create(
             room=room, user_id=user_id, defaults={"event_id": event_id, "ts": ts}
         )
+        held[user_id] = (event_id, ts)
         moved.append(event_id)
     return moved
 
