@@ -206,7 +206,11 @@ def send_at_rate(services, peer, room_ids: list[str], *, rate: float, seconds: f
     with ThreadPoolExecutor(max(4, int(rate // 2))) as pool:
         list(pool.map(send, range(total)))
     late = time.time() - (start + (total - 1) / rate)
-    print(f"peer: {total} messages sent, the last returned {late * 1000:.0f} ms after its slot")
+    took = time.time() - start
+    print(
+        f"peer: {total} messages sent in {took:.1f} s ({total / took:.1f}/s offered), the last "
+        f"returned {late * 1000:.0f} ms after its slot (the homeserver's own delay)"
+    )
     return sent
 
 
