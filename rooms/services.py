@@ -350,16 +350,23 @@ def _ts(event: dict) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> None:
+def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> set[str]:
     """Record state events as the room's current state. RoomState is shared by every account in
     the room, and one whose sync lags delivers older state: a state event replaces what we hold
     only when it is at least as new. The client API exposes no depth or stream ordering, so the
     event's origin_server_ts decides, compared inside the UPDATE so concurrent writers cannot
-    interleave. Older history (`replace=False`) only fills in what is missing."""
-    events = list(events)
+    interleave. Older history (`replace=False`) only fills in what is missing.
+
+    State we already hold as the very same event is skipped: a lazy-loading homeserver may
+    resend a sender's member event along with their messages, to each account of the room
+    (Synapse remembers the last 100 members it sent a device, in memory only), and every
+    account after the first receives state the first one wrote. Returns the ids it wrote."""
+    events = [event for event in events if "state_key" in event]
+    if not events:
+        return set()
+    held = _held_state(room, events)
+    events = [e for e in events if held.get(e["event_id"], _NOTHING) != e.get("content", {})]
     for event in events:
-        if "state_key" not in event:
-            continue
         ts = _ts(event)
         fields = {
             "event_id": event["event_id"],
@@ -371,7 +378,23 @@ def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) ->
         if replace and RoomState.objects.filter(**key, origin_server_ts__lte=ts).update(**fields):
             continue
         RoomState.objects.get_or_create(**key, defaults=fields)
-    media_index.index_state(room, events)
+    if events:
+        media_index.index_state(room, events)
+    return {event["event_id"] for event in events}
+
+
+_NOTHING = object()
+
+
+def _held_state(room: Room, events: list[dict]) -> dict[str, dict]:
+    """event_id -> content of the state rows we hold for these events' (type, state_key)."""
+    keys = {(event["type"], event["state_key"]) for event in events}
+    rows = RoomState.objects.filter(
+        room=room,
+        event_type__in={event_type for event_type, _ in keys},
+        state_key__in={state_key for _, state_key in keys},
+    ).values_list("event_type", "state_key", "event_id", "content")
+    return {event_id: content for t, k, event_id, content in rows if (t, k) in keys}
 
 
 def _state_map(room: Room) -> dict[tuple[str, str], dict]:
@@ -385,8 +408,7 @@ def _ingest_joined(
     account_id: int, own_user_id: str, joined: JoinedRoomBatch, direct: set[str] | None
 ) -> int:
     room, _ = Room.objects.get_or_create(room_id=joined.room_id)
-    _apply_state(room, joined.state)
-    _apply_state(room, joined.timeline)
+    written = _apply_state(room, joined.state) | _apply_state(room, joined.timeline)
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
     )
@@ -417,7 +439,7 @@ def _ingest_joined(
     if joined.prev_batch and (membership.pk is None or no_history_yet):
         # The room's first timeline: scrolling back continues from here.
         membership.history_token = joined.prev_batch
-    if _needs_describing(membership, before, joined):
+    if _needs_describing(membership, before, joined, own_user_id, written):
         counts_known = membership.pk is not None or joined.joined_count is not None
         total = membership.joined_member_count + membership.invited_member_count
         state = _naming_state(
@@ -458,16 +480,26 @@ NAMING_STATE = (
 _DESCRIBED_FIELDS = ("heroes", "joined_member_count", "invited_member_count")
 
 
-def _needs_describing(membership: Membership, before: dict, joined: JoinedRoomBatch) -> bool:
+def _needs_describing(
+    membership: Membership, before: dict, joined: JoinedRoomBatch, own_user_id: str, written: set
+) -> bool:
     """Whether this sync can change the room's name, avatar, topic or flags for the account: a
-    new or newly joined room, state events (in the state or the timeline), or a new summary.
-    A sync of plain messages (the busy case) cannot: the description stays as it was, and the
-    room's state is not read at all."""
+    new or newly joined room, a new summary, or state events naming reads: any but member events,
+    our own member event, and member events new to the room's state here or in a room named
+    after its members (heroes). A sync of plain messages (the busy case), or of a sender's member
+    event resent by lazy loading, cannot: the description stays, and no state is read."""
     if membership.pk is None or before["membership"] != Membership.JOIN:
         return True
-    if joined.state or any("state_key" in event for event in joined.timeline):
+    if any(getattr(membership, name) != before[name] for name in _DESCRIBED_FIELDS):
         return True
-    return any(getattr(membership, name) != before[name] for name in _DESCRIBED_FIELDS)
+    for event in (*joined.state, *joined.timeline):
+        if "state_key" not in event:
+            continue
+        if event["type"] != "m.room.member" or membership.heroes:
+            return True
+        if event["state_key"] == own_user_id or event["event_id"] in written:
+            return True
+    return False
 
 
 def _naming_state(

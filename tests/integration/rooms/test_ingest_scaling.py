@@ -119,6 +119,8 @@ def test_one_message_costs_each_account_the_same_in_a_small_and_a_crowded_room(
                 account, since[account.pk], monkeypatch, body, bob
             )
             cost[room_id, account.pk] = (len(queries), rows)
+            state_writes = [q for q in queries if '"rooms_roomstate"' in q and "SELECT" not in q]
+            assert state_writes == [], "a member event we hold was written again"
             if account is ours[1]:
                 inserts = [q for q in queries if q.startswith("INSERT") and '"rooms_event"' in q]
                 assert inserts == [], "the message was stored again"
