@@ -68,11 +68,14 @@ def entry_marks(
     events: list[dict],
     envelopes: dict[str, dict],
     origins: dict[str, Provenance | None],
+    *,
+    maybe_encrypted: bool = True,
 ) -> dict[str, tuple[str, str]]:
     """(mark, sender device) for the account's new entries of `events`: decrypted ones by where
     their key came from, plain messages in an encrypted room as not encrypted. Two queries at
     most: the senders' device trust when something was decrypted, the room's encryption when
-    a plain message arrived."""
+    a plain message arrived in a room that may be encrypted (`maybe_encrypted=False`: the caller
+    knows it is not, so plain messages need no query)."""
     marks: dict[str, tuple[str, str]] = {}
     decrypted = [e for e in events if e["event_id"] in envelopes]
     if decrypted:
@@ -88,7 +91,7 @@ def entry_marks(
         for e in events
         if e["type"] in PLAIN_TYPES and "state_key" not in e and e["event_id"] not in envelopes
     ]
-    if plain:
+    if plain and maybe_encrypted:
         since = (
             RoomState.objects.filter(room=room, event_type="m.room.encryption", state_key="")
             .values_list("origin_server_ts", flat=True)

@@ -8,11 +8,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.matrix import client_api
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
-from rooms import authenticity, media_index, notify, previews, read_markers, redactions
+from rooms import (
+    authenticity,
+    media_index,
+    notify,
+    open_pages,
+    previews,
+    read_markers,
+    redactions,
+)
 from rooms.gaps import gap_advance, gap_record
 from rooms.metrics import ingest_observed
 from rooms.models import (
@@ -97,9 +106,7 @@ def sync_ingest(
             )
         if batch.direct_room_ids is not None:
             _apply_direct_flags(lease.account_id, batch.direct_room_ids)
-        SyncState.objects.update_or_create(
-            account_id=lease.account_id, defaults={"next_batch": batch.next_batch}
-        )
+        _save_next_batch(lease.account_id, batch.next_batch)
         rooms_changed = len(batch.joined) + len(batch.invited) + len(batch.left)
         if rooms_changed and not new_events:
             # New rows are announced with the room-list hint in the same push (notify.
@@ -107,6 +114,13 @@ def sync_ingest(
             account_id = lease.account_id
             transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, gaps=gaps)
+
+
+def _save_next_batch(account_id: int, next_batch: str) -> None:
+    """One UPDATE on every sync but an account's first (update_or_create reads the row first)."""
+    fields = {"next_batch": next_batch, "updated_at": timezone.now()}
+    if not SyncState.objects.filter(account_id=account_id).update(**fields):
+        SyncState.objects.create(account_id=account_id, next_batch=next_batch)
 
 
 def _relations(event: dict) -> dict[str, str]:
@@ -147,16 +161,25 @@ def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[
     if not receipts:
         return []
     room = Room.objects.get(room_id=room_id)
+    # Receipts are shared by the room's accounts and each of them receives every one: read them
+    # in one query, so the accounts after the first, which find them stored, write nothing.
+    held = {
+        user_id: (event_id, ts)
+        for user_id, event_id, ts in ReadReceipt.objects.filter(
+            room=room, user_id__in={user_id for _, user_id, _ in receipts}
+        ).values_list("user_id", "event_id", "ts")
+    }
     moved: list[str] = []
     for event_id, user_id, ts in receipts:
-        current = ReadReceipt.objects.filter(room=room, user_id=user_id).first()
-        if current is not None and (current.event_id == event_id or current.ts > ts):
+        current = held.get(user_id)
+        if current is not None and (current[0] == event_id or current[1] > ts):
             continue
         if current is not None:
-            moved.append(current.event_id)
+            moved.append(current[0])
         ReadReceipt.objects.update_or_create(
             room=room, user_id=user_id, defaults={"event_id": event_id, "ts": ts}
         )
+        held[user_id] = (event_id, ts)
         moved.append(event_id)
     return moved
 
@@ -183,6 +206,7 @@ def _store_events(
     announce: bool = True,
     envelopes: dict[str, dict] | None = None,
     origins: dict | None = None,
+    maybe_encrypted: bool = True,
 ) -> int:
     """Insert events once (event_id unique) and this account's timeline rows; replays change nothing.
 
@@ -191,29 +215,7 @@ def _store_events(
     events = list(events)
     if not events:
         return 0
-    Event.objects.bulk_create(
-        [
-            Event(
-                event_id=event["event_id"],
-                room=room,
-                sender=event["sender"],
-                event_type=event["type"],
-                state_key=event.get("state_key"),
-                origin_server_ts=_ts(event),
-                raw=event,
-                encrypted_raw=(envelopes or {}).get(event["event_id"]),
-                html=_event_html(event),
-                **_relations(event),
-            )
-            for event in events
-        ],
-        ignore_conflicts=True,
-    )
-    stored = dict(
-        Event.objects.filter(event_id__in=[e["event_id"] for e in events]).values_list(
-            "event_id", "id"
-        )
-    )
+    stored = _events_stored(room, events, envelopes or {})
     redactions.apply_server_redactions(events, stored)
     media_index.index_events(events, stored)
     if envelopes:
@@ -227,7 +229,9 @@ def _store_events(
     )
     new = [e for e in events if stored.get(e["event_id"]) not in already]
     # Who our device can vouch for (origins: where each decrypted event's key came from).
-    marks = authenticity.entry_marks(account_id, room, new, envelopes or {}, origins or {})
+    marks = authenticity.entry_marks(
+        account_id, room, new, envelopes or {}, origins or {}, maybe_encrypted=maybe_encrypted
+    )
     fresh = [
         TimelineEntry(
             account_id=account_id,
@@ -244,23 +248,68 @@ def _store_events(
     TimelineEntry.objects.bulk_create(fresh, ignore_conflicts=True)
     settled = _settle_outbox(account_id, events)
     if fresh and announce:
-        # ignore_conflicts leaves the new rows without ids: read them back.
-        fresh_ids = list(
-            TimelineEntry.objects.filter(
-                account_id=account_id, event_id__in=[e.event_id for e in fresh]
-            ).values_list("id", flat=True)
-        )
         fresh_event_ids = {e.event_id for e in fresh}
-        touched = _touched_messages(events, stored, fresh_event_ids)
         transaction.on_commit(
-            lambda: notify.timeline_appended(
-                account_id=account_id,
-                entry_ids=fresh_ids,
-                settled_txn_ids=settled,
-                touched_event_ids=touched,
-            )
+            lambda: _announce(account_id, events, stored, fresh_event_ids, settled)
         )
     return len(fresh)
+
+
+def _announce(
+    account_id: int, events: list[dict], stored: dict, fresh_event_ids: set, settled: list[str]
+) -> None:
+    """After commit, push the account's new rows to its open pages. What only the push needs
+    (the new rows' ids, which ignore_conflicts left unset, and the messages they touch) is read
+    only when a page is open: an account nobody is looking at costs no query here."""
+    if not open_pages.any_open(account_id):
+        return
+    fresh_ids = list(
+        TimelineEntry.objects.filter(account_id=account_id, event_id__in=fresh_event_ids)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    notify.timeline_appended(
+        account_id=account_id,
+        entry_ids=fresh_ids,
+        settled_txn_ids=settled,
+        touched_event_ids=_touched_messages(events, stored, fresh_event_ids),
+    )
+
+
+def _events_stored(room: Room, events: list[dict], envelopes: dict[str, dict]) -> dict[str, int]:
+    """event_id -> Event pk, inserting the events no account here has stored yet. The room's other
+    accounts receive the same events: only the first one to ingest an event sanitizes its HTML and
+    writes its row; the others find it with one read (no render, no insert)."""
+    event_ids = [e["event_id"] for e in events]
+    stored = dict(Event.objects.filter(event_id__in=event_ids).values_list("event_id", "id"))
+    missing = [e for e in events if e["event_id"] not in stored]
+    if not missing:
+        return stored
+    Event.objects.bulk_create(
+        [
+            Event(
+                event_id=event["event_id"],
+                room=room,
+                sender=event["sender"],
+                event_type=event["type"],
+                state_key=event.get("state_key"),
+                origin_server_ts=_ts(event),
+                raw=event,
+                encrypted_raw=envelopes.get(event["event_id"]),
+                html=_event_html(event),
+                **_relations(event),
+            )
+            for event in missing
+        ],
+        ignore_conflicts=True,  # another host's ingest may have stored one meanwhile
+    )
+    # ignore_conflicts leaves the new rows without ids: read them back.
+    stored.update(
+        Event.objects.filter(event_id__in=[e["event_id"] for e in missing]).values_list(
+            "event_id", "id"
+        )
+    )
+    return stored
 
 
 def _touched_messages(events: list[dict], stored: dict, fresh_event_ids: set) -> list[str]:
@@ -272,6 +321,8 @@ def _touched_messages(events: list[dict], stored: dict, fresh_event_ids: set) ->
     targets = {
         target for rel in relations for target in (rel["relates_to"], rel["redacts"]) if target
     }
+    if not targets:
+        return []
     parents = Event.objects.filter(event_id__in=targets).exclude(relates_to="")
     targets.update(parents.values_list("relates_to", flat=True))
     return sorted(targets)
@@ -301,16 +352,23 @@ def _ts(event: dict) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> None:
+def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) -> set[str]:
     """Record state events as the room's current state. RoomState is shared by every account in
     the room, and one whose sync lags delivers older state: a state event replaces what we hold
     only when it is at least as new. The client API exposes no depth or stream ordering, so the
     event's origin_server_ts decides, compared inside the UPDATE so concurrent writers cannot
-    interleave. Older history (`replace=False`) only fills in what is missing."""
-    events = list(events)
+    interleave. Older history (`replace=False`) only fills in what is missing.
+
+    State we already hold as the very same event is skipped: a lazy-loading homeserver may
+    resend a sender's member event along with their messages, to each account of the room
+    (Synapse remembers the last 100 members it sent a device, in memory only), and every
+    account after the first receives state the first one wrote. Returns the ids it wrote."""
+    events = [event for event in events if "state_key" in event]
+    if not events:
+        return set()
+    held = _held_state(room, events)
+    events = [e for e in events if held.get(e["event_id"], _NOTHING) != e.get("content", {})]
     for event in events:
-        if "state_key" not in event:
-            continue
         ts = _ts(event)
         fields = {
             "event_id": event["event_id"],
@@ -322,7 +380,23 @@ def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) ->
         if replace and RoomState.objects.filter(**key, origin_server_ts__lte=ts).update(**fields):
             continue
         RoomState.objects.get_or_create(**key, defaults=fields)
-    media_index.index_state(room, events)
+    if events:
+        media_index.index_state(room, events)
+    return {event["event_id"] for event in events}
+
+
+_NOTHING = object()
+
+
+def _held_state(room: Room, events: list[dict]) -> dict[str, dict]:
+    """event_id -> content of the state rows we hold for these events' (type, state_key)."""
+    keys = {(event["type"], event["state_key"]) for event in events}
+    rows = RoomState.objects.filter(
+        room=room,
+        event_type__in={event_type for event_type, _ in keys},
+        state_key__in={state_key for _, state_key in keys},
+    ).values_list("event_type", "state_key", "event_id", "content")
+    return {event_id: content for t, k, event_id, content in rows if (t, k) in keys}
 
 
 def _state_map(room: Room) -> dict[tuple[str, str], dict]:
@@ -336,13 +410,17 @@ def _ingest_joined(
     account_id: int, own_user_id: str, joined: JoinedRoomBatch, direct: set[str] | None
 ) -> int:
     room, _ = Room.objects.get_or_create(room_id=joined.room_id)
-    _apply_state(room, joined.state)
-    _apply_state(room, joined.timeline)
-    new_events = _store_events(
-        account_id, room, joined.timeline, envelopes=joined.envelopes, origins=joined.origins
-    )
+    written = _apply_state(room, joined.state) | _apply_state(room, joined.timeline)
     membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
         account_id=account_id, room=room
+    )
+    new_events = _store_events(
+        account_id,
+        room,
+        joined.timeline,
+        envelopes=joined.envelopes,
+        origins=joined.origins,
+        maybe_encrypted=_maybe_encrypted(membership, joined),
     )
     before = _field_values(membership)
     if joined.heroes is not None:
@@ -363,14 +441,15 @@ def _ingest_joined(
     if joined.prev_batch and (membership.pk is None or no_history_yet):
         # The room's first timeline: scrolling back continues from here.
         membership.history_token = joined.prev_batch
+    if _needs_describing(membership, before, joined, own_user_id, written):
+        counts_known = membership.pk is not None or joined.joined_count is not None
+        total = membership.joined_member_count + membership.invited_member_count
+        state = _naming_state(
+            room, own_user_id, membership.heroes or None, total if counts_known else None
+        )
+        _describe(membership, own_user_id, state, counts_known=counts_known)
     membership.membership = Membership.JOIN
     membership.invite_state = []
-    _describe(
-        membership,
-        own_user_id,
-        _state_map(room),
-        counts_known=membership.pk is not None or joined.joined_count is not None,
-    )
     if direct is not None:
         membership.is_direct = joined.room_id in direct
     latest = max((_ts(e) for e in joined.timeline), default=0)
@@ -381,6 +460,82 @@ def _ingest_joined(
             account_id=account_id, events=joined.timeline, encrypted=membership.is_encrypted
         )
     return new_events
+
+
+def _maybe_encrypted(membership: Membership, joined: JoinedRoomBatch) -> bool:
+    """False only when the room is known to be plain: described before without encryption (the
+    flag is sticky) and this sync does not turn it on."""
+    if membership.pk is None or membership.is_encrypted:
+        return True
+    return any(e["type"] == "m.room.encryption" for e in (*joined.state, *joined.timeline))
+
+
+# The room-wide state a room's name, avatar, topic and flags come from (besides member events).
+NAMING_STATE = (
+    "m.room.name",
+    "m.room.canonical_alias",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.encryption",
+    "m.room.create",
+)
+_DESCRIBED_FIELDS = ("heroes", "joined_member_count", "invited_member_count")
+
+
+def _needs_describing(
+    membership: Membership, before: dict, joined: JoinedRoomBatch, own_user_id: str, written: set
+) -> bool:
+    """Whether this sync can change the room's name, avatar, topic or flags for the account: a
+    new or newly joined room, a new summary, or state events naming reads: any but member events,
+    our own member event, and member events new to the room's state here or in a room named
+    after its members (heroes). A sync of plain messages (the busy case), or of a sender's member
+    event resent by lazy loading, cannot: the description stays, and no state is read."""
+    if membership.pk is None or before["membership"] != Membership.JOIN:
+        return True
+    if any(getattr(membership, name) != before[name] for name in _DESCRIBED_FIELDS):
+        return True
+    for event in (*joined.state, *joined.timeline):
+        if "state_key" not in event:
+            continue
+        if event["type"] != "m.room.member" or membership.heroes:
+            return True
+        if event["state_key"] == own_user_id or event["event_id"] in written:
+            return True
+    return False
+
+
+def _naming_state(
+    room: Room, own_user_id: str, heroes: list[str] | None, total: int | None
+) -> dict[tuple[str, str], dict]:
+    """The part of the room's state that naming reads, not the whole of it: in a room with
+    hundreds of members every account would otherwise read every member event whenever it
+    describes the room (members squared for the room). Room-wide naming events, our own and the
+    heroes' member events, and the members sharing a hero's display name (for disambiguation).
+    Only a room that naming must describe by its members (no heroes or member counts, and no
+    name, or no avatar in a room of two) reads all of them. `total`: joined + invited, if known."""
+    heroes = [hero for hero in heroes if isinstance(hero, str)][:5] if heroes is not None else []
+    state = room.state.filter(state_key="", event_type__in=NAMING_STATE) | room.state.filter(
+        event_type="m.room.member", state_key__in=[own_user_id, *heroes]
+    )
+    found = {
+        (event_type, key): content
+        for event_type, key, content in state.values_list("event_type", "state_key", "content")
+    }
+    named = any(key in found for key in (("m.room.name", ""), ("m.room.canonical_alias", "")))
+    pictured = ("m.room.avatar", "") in found or (total is not None and total > 2)
+    if total is None or (not heroes and not (named and pictured)):
+        return _state_map(room)
+    names = set()
+    for hero in heroes:
+        name = found.get(("m.room.member", hero), {}).get("displayname")
+        if isinstance(name, str) and name.strip():
+            names.update({name, name.strip()})  # naming compares names stripped
+    if names:
+        namesakes = room.state.filter(
+            event_type="m.room.member", content__displayname__in=sorted(names)
+        ).values_list("state_key", "content")
+        found.update({("m.room.member", key): content for key, content in namesakes})
+    return found
 
 
 def _describe(membership: Membership, own_user_id: str, state: dict, *, counts_known: bool) -> None:
