@@ -77,6 +77,14 @@ class Host:
             trace.seek(offset)
             return trace.read().decode(errors="replace").splitlines()
 
+    def open_syncs(self) -> int:
+        """/sync long-polls started and not answered yet (the loop keeps one open while it
+        ingests the last answer, so the last request started says nothing)."""
+        started = sum(line.startswith(f"http GET {SYNC_PATH}") for line in self.trace_since(0))
+        done = self.trace.with_name(self.trace.name + ".done")
+        ended = done.read_text().splitlines() if done.exists() else []
+        return started - sum(line.startswith(f"GET {SYNC_PATH}") for line in ended)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
@@ -156,8 +164,7 @@ async def freeze(host: Host, *, in_long_poll: bool = False) -> None:
         host.process.send_signal(signal.SIGSTOP)
         while not stopped(host.process.pid):
             await asyncio.sleep(0.01)
-        requests = [line for line in host.trace_since(0) if line.startswith("http ")]
-        polling = bool(requests) and requests[-1].startswith(f"http GET {SYNC_PATH}")
+        polling = host.open_syncs() > 0
         if await sync_to_async(database_unlocked)() and (polling or not in_long_poll):
             return
         host.process.send_signal(signal.SIGCONT)

@@ -6,6 +6,8 @@ that committed (recorded after the store's own fenced transaction returned, so n
 can hide a write), or `http <METHOD> <path> @<unix time> <device>` for every request the process
 starts (aiohttp's own request method, under nio and our boundary alike), where <device> is a short
 hash of the access token it carries ("-" for none): which device the request used, and when.
+`<FENCING_TRACE>.done` gets `<METHOD> <path>` when a request ends, so a test can tell whether a
+/sync long-poll is open.
 
 Run as `python -m tests.integration.rooms.traced_host [sync_host options]` from the project root.
 """
@@ -19,6 +21,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 TRACE = open(os.environ["FENCING_TRACE"], "a", buffering=1)  # noqa: SIM115 - lives as long as we do
+# Requests that ended, in a file of their own: a late answer never changes what the trace says
+# the process started.
+DONE = open(os.environ["FENCING_TRACE"] + ".done", "a", buffering=1)  # noqa: SIM115
 
 
 def _trace_store_writes() -> None:
@@ -45,7 +50,10 @@ def _device(headers) -> str:
 async def _traced_request(self, method, url, *args, **kwargs):
     path, device = urlsplit(str(url)).path, _device(kwargs.get("headers"))
     TRACE.write(f"http {method.upper()} {path} @{time.time():.3f} {device}\n")
-    return await _request(self, method, url, *args, **kwargs)
+    try:
+        return await _request(self, method, url, *args, **kwargs)
+    finally:  # answered (headers in), failed or cancelled: no longer open
+        DONE.write(f"{method.upper()} {path}\n")
 
 
 aiohttp.ClientSession._request = _traced_request
