@@ -53,6 +53,14 @@
     return "day-" + new Date(ts).toISOString().slice(0, 10).replaceAll("-", "");
   }
   function arrange(list) {
+    // Moving an element drops the focus inside it: whoever was on a message's button stays there.
+    const focused = document.activeElement;
+    placeRows(list);
+    if (focused && focused.isConnected && document.activeElement !== focused) {
+      focused.focus({ preventScroll: true });
+    }
+  }
+  function placeRows(list) {
     const placed = [];
     list.querySelectorAll(":scope > li.event[data-ts], :scope > li.gap[data-ts]").forEach((li) => {
       const key = orderKey(li);
@@ -212,6 +220,11 @@
     if (!fresh) return;
     deferred.delete(target.id); // this update supersedes any older one still waiting
     const menu = window.webclientMenu;
+    const onButton = document.activeElement;
+    if (onButton && target.contains(onButton) && onButton.matches(".act")) {
+      // The message is replaced while someone is on its button: keep them on the new one.
+      setTimeout(() => document.getElementById(target.id)?.querySelector(".act")?.focus(), 0);
+    }
     if (!menu || !target.contains(menu.element)) return;
     const slot = fresh.matches("[data-act]") && fresh.querySelector(":scope > .event-main");
     if (slot) {
