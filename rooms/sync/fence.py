@@ -73,8 +73,12 @@ class LeaseFence:
 
     def check(self) -> None:
         """Raise LeaseLost when the lease was lost or has run out by our clock (no I/O)."""
-        if not self.lost and time.monotonic() >= self.deadline:
-            self.lost = "it ran out before this host renewed it"
+        now = time.monotonic()
+        if not self.lost and now >= self.deadline:
+            late = now - self.deadline
+            self.lost = (
+                f"it ran out {late:.1f} s ago (lease {self.seconds} s) before this host renewed it"
+            )
         if self.lost:
             raise LeaseLost(
                 f"account {self.lease.account_id}: lease {self.lease.token} of "

@@ -707,6 +707,7 @@ class SyncHost:
             self.host_id,
             account_id,
             loop.exception(),
+            exc_info=loop.exception() if log.isEnabledFor(logging.DEBUG) else None,
         )
         owned.task.cancel()
         owned.outbox_task.cancel()
