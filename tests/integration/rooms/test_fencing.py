@@ -142,10 +142,18 @@ def start_host(
 
 
 def database_unlocked() -> bool:
-    """Nobody holds the SQLite database's write lock (a host frozen holding it would stall the
-    other host and the test until SQLite's timeout, which is not what this test is about)."""
+    """Nobody holds a lock: SQLite's write lock, or on PostgreSQL an open transaction (a host
+    frozen holding one would stall the other host and the test, which is not what it is about)."""
     if connection.vendor != "sqlite":
-        return True  # PostgreSQL locks rows, and a frozen host holds none that others need here
+        # PostgreSQL locks rows: a host frozen inside a transaction (its pipelined loop ingests
+        # while a long-poll is open; its lease keeper renews on a thread of its own) would hold
+        # its lease row, and a takeover would wait for it, which is not what this test is about.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+            )
+            return cursor.fetchone()[0] == 0
     probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.3)
     try:
         probe.execute("BEGIN IMMEDIATE")
