@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections
+
 from rooms.sync import leases
 from rooms.sync.fence import LeaseFence, run_on_own_connection
 
@@ -71,7 +73,7 @@ class LeaseKeeper:
         self._stopped.set()
         if self._timer is not None:
             self._timer.join(timeout=self.seconds)
-        self._executor.submit(run_on_own_connection, _close_connection).result(timeout=10)
+        self._executor.submit(connections.close_all).result(timeout=10)  # the keeper thread's
         self._executor.shutdown(wait=False)
 
     def renew_soon(self) -> Future:
@@ -119,9 +121,3 @@ class LeaseKeeper:
             held[account_id].fence.renewed(asked_at)
         with self._lock:  # dropped meanwhile: not lost, just gone
             return {a for a in held if a not in renewed and a in self._held}
-
-
-def _close_connection() -> None:
-    from django.db import connections
-
-    connections.close_all()
