@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "webclient",
     "accounts",
     "rooms",
+    "records",
 ]
 
 # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Forwarded-Proto are believed.
