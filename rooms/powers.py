@@ -29,21 +29,18 @@ class Powers:
 
 
 def room_powers(room: Room) -> Powers:
-    """One query: the room's power levels and create event."""
+    """One query: the room's power levels and create event (with its sender, a creator)."""
+    rows = RoomState.objects.filter(
+        room=room, state_key="", event_type__in=["m.room.power_levels", "m.room.create"]
+    ).values_list("event_type", "content", "sender")
     state = {
-        event_type: content if isinstance(content, dict) else {}
-        for event_type, content in RoomState.objects.filter(
-            room=room, state_key="", event_type__in=["m.room.power_levels", "m.room.create"]
-        ).values_list("event_type", "content")
+        event_type: (content if isinstance(content, dict) else {}, sender)
+        for event_type, content, sender in rows
     }
-    power, create = state.get("m.room.power_levels", {}), state.get("m.room.create", {})
+    power = state.get("m.room.power_levels", ({}, ""))[0]
+    create, sender = state.get("m.room.create", ({}, ""))
     creators: frozenset[str] = frozenset()
     if str(create.get("room_version", "1")) in CREATOR_VERSIONS:
-        sender = (
-            RoomState.objects.filter(room=room, state_key="", event_type="m.room.create")
-            .values_list("sender", flat=True)
-            .first()
-        )
         extra = create.get("additional_creators")
         extra = [u for u in extra if isinstance(u, str)] if isinstance(extra, list) else []
         creators = frozenset([sender, *extra] if sender else extra)

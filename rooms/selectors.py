@@ -279,6 +279,7 @@ class RoomView:
     replacement: "Replacement | None" = None
     security: "RoomSecurity | None" = None
     identity_changes: tuple = ()  # members whose identity changed since pinned (rooms/trust.py)
+    can_redact_others: bool = False  # a moderator: the menu offers Delete on others' messages
 
     @property
     def last_stream_id(self) -> int:
@@ -628,7 +629,15 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
         replacement=room_replacement(account=account, room=membership.room),
         security=room_security(account=account, membership=membership),
         identity_changes=tuple(trust.room_identity_changes(account=account, room=membership.room)),
+        can_redact_others=can_redact_others(account=account, room=membership.room),
     )
+
+
+def can_redact_others(*, account: MatrixAccount, room: Room) -> bool:
+    """Whether the room's power levels let this person delete other people's messages (the
+    homeserver checks again when the redaction is sent; this only decides what the menu offers)."""
+    powers = room_powers(room)
+    return powers.level(account.mxid) >= powers.redact
 
 
 BRIDGE_TYPES = ("m.bridge", "uk.half-shot.bridge")  # MSC2346, and its unstable name

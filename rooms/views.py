@@ -592,6 +592,7 @@ def room_thread(request: HttpRequest, room_id: str) -> HttpResponse:
         items=items,
         root=root,
         current_room_id=room_id,
+        can_redact_others=selectors.can_redact_others(account=account, room=membership.room),
     )
 
 

@@ -507,9 +507,9 @@
 // Message actions: one menu per page (#message-menu), not forms repeated in every message. It moves
 // into the message whose actions button is clicked or focused, or which the pointer is over, and
 // takes that message's event id; parts marked data-menu-when are left out where they do not apply
-// (edit and delete on other people's messages, "Thread" inside a thread). While a form in it is
-// open or focused it stays where it is. Keyboard: the button opens it (focus moves in), Esc closes
-// it and focus returns to the button.
+// (edit on other people's messages, delete on them unless the viewer may redact them, "Thread"
+// inside a thread). While a form in it is open or focused it stays where it is. Keyboard: the
+// button opens it (focus moves in), Esc closes it and focus returns to the button.
 (function () {
   "use strict";
   let menu = null;

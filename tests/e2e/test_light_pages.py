@@ -1,6 +1,8 @@
 """Issue 9's light room page in Chromium: one shared action menu (mouse and keyboard), a bounded
 timeline however many live messages arrive, and the own message shown the moment Enter is pressed."""
 
+import time
+
 import pytest
 from playwright.sync_api import expect
 
@@ -177,4 +179,40 @@ def test_the_menu_works_in_an_encrypted_room(
     page.locator("ol.timeline li.own .reply-preview:has-text('Encrypted hello')").wait_for()
     theirs.hover()
     page.screenshot(path=str(artifacts / "message-menu-encrypted.png"))
+    assert page.errors == []
+
+
+def test_a_moderator_may_delete_other_peoples_messages_from_the_menu(
+    page, workspace, matrix_user_factory, bob, artifacts
+):
+    alice = matrix_user_factory()
+    room_id = open_shared_room(page, workspace, alice, bob, "Moderated")
+    bob.send(room_id, "An off-topic message")
+    theirs = page.locator("ol.timeline li.event", has_text="An off-topic message")
+    theirs.wait_for()
+    theirs.locator(".act").click()
+    assert theirs.locator("#message-menu button:has-text('Delete')").count() == 0
+
+    # Bob makes Alice a moderator; once her page knows it, the menu offers Delete on his message.
+    levels = bob.call(bob.client.room_get_state_event(room_id, "m.room.power_levels")).content
+    bob.call(
+        bob.client.room_put_state(
+            room_id,
+            "m.room.power_levels",
+            {**levels, "users": {**levels["users"], alice.user_id: 50}},
+        )
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        page.reload()
+        theirs.locator(".act").click()
+        if theirs.locator("#message-menu button:has-text('Delete')").count() == 1:
+            break
+        assert time.monotonic() < deadline, "the menu never offered Delete to the moderator"
+        page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "message-menu-moderator.png"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    theirs.locator("#message-menu button:has-text('Delete')").click()
+    redaction = bob.wait_for_event(room_id, lambda e: e.get("type") == "m.room.redaction")
+    assert redaction["sender"] == alice.user_id
     assert page.errors == []
