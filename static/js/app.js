@@ -467,14 +467,15 @@
     const list = timeline();
     if (list) rememberLast(list);
     scrollToEnd();
-    const composer = document.getElementById("composer-body");
-    if (composer) {
-      composer.addEventListener("keydown", (event) => {
-        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-          event.preventDefault();
-          composer.form.requestSubmit();
-        }
-      });
+  });
+  // Enter sends from a composer (the room's and the thread's); Shift-Enter starts a new line, and
+  // Enter while an input method composes (Japanese) confirms the composition instead.
+  document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLTextAreaElement) || !box.form?.hasAttribute("data-optimistic")) return;
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      box.form.requestSubmit();
     }
   });
 })();
@@ -701,7 +702,9 @@
   async function post(form, data, li, text) {
     let response;
     try {
-      response = await fetch(form.action, {
+      // The attribute, not form.action: a form with a field named "action" (the thread composer's)
+      // shadows the property with that field.
+      response = await fetch(form.getAttribute("action"), {
         method: "POST", body: data, credentials: "same-origin", headers: { "HX-Request": "true" },
       });
     } catch (error) {
