@@ -19,6 +19,7 @@ from rooms.services import LeaseHandle
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.fence import LeaseFence, lease_db
 from rooms.sync.host import SyncHost, _Owned
+from rooms.sync.lease_keeper import LeaseKeeper
 from rooms.sync.leases import LeaseLost, lease_check, lease_claim, lease_held, leases_renew
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -133,3 +134,33 @@ async def test_renewals_never_wait_behind_ingest_on_the_shared_thread():
     assert await sync_to_async(expires_at)(account_id) > before
     record = await sync_to_async(SyncHostRecord.objects.get)(host_id="busy-host")
     assert record.account_count == 1
+
+
+def test_the_keeper_renews_while_the_loop_ticks_and_lets_the_lease_lapse_when_it_is_wedged():
+    """The keeper's own thread keeps leases alive only for a loop that shows life: a wedged loop
+    (no tick for half a lease) must lose its accounts as a frozen host does."""
+    (account_id,) = make_accounts(1)
+    seconds = 4.0
+    token = lease_claim(account_id=account_id, owner="keeper-host", seconds=seconds)
+    fence = LeaseFence(LeaseHandle(account_id, "keeper-host", token), seconds)
+    keeper = LeaseKeeper(host_id="keeper-host", seconds=seconds, on_lost=lambda lost: None)
+    keeper.track(account_id, token, fence)
+    keeper.start()
+    try:
+        ticking_until = time.monotonic() + seconds * 2.5
+        while time.monotonic() < ticking_until:
+            keeper.loop_alive()
+            time.sleep(0.1)
+        assert lease_held(account_id=account_id, owner="keeper-host", token=token)
+        fence.check()  # renewed by the keeper, the fence's own clock agrees
+
+        # The loop stops ticking: no more renewals, the lease runs out, another host may take it.
+        deadline = time.monotonic() + seconds * 6
+        while lease_held(account_id=account_id, owner="keeper-host", token=token):
+            assert time.monotonic() < deadline, "a wedged loop's lease was still renewed"
+            time.sleep(0.2)
+        with pytest.raises(LeaseLost):
+            fence.check()
+        assert lease_claim(account_id=account_id, owner="other-host", seconds=30) == token + 1
+    finally:
+        keeper.stop()
