@@ -6,4 +6,6 @@ app_name = "accounts"
 urlpatterns = [
     path("login/", views.sign_in, name="login"),
     path("logout/", views.sign_out, name="logout"),
+    path("sso/return/", views.sso_return, name="sso_return"),
+    path("sso/<str:idp_id>/", views.sso_begin, name="sso_begin"),
 ]
