@@ -23,6 +23,11 @@ from webclient.embedded.synapse import SynapseProcess, start_synapse
 PEOPLE = {
     "ada": {"password": "ada-pass-1815", "name": "Ada Lovelace", "email": "ada@example.com"},
     "grace": {"password": "grace-pass-1906", "name": "Grace Hopper", "email": "grace@example.com"},
+    "linus": {
+        "password": "linus-pass-1969",
+        "name": "Linus Torvalds",
+        "email": "linus@example.com",
+    },
 }
 CLIENT_SECRET = "synapse-client-secret-for-tests-only"
 PROVIDER_NAME = "Example Corp"
@@ -170,19 +175,22 @@ def workspace_people(database: Path, login: str) -> list[tuple[str, str, str]]:
         ).fetchall()
 
 
-def homeserver_devices(synapse: SynapseProcess, user_id: str) -> list[str]:
-    admin = register_with_shared_secret(
+def _admin_token(synapse: SynapseProcess) -> str:
+    return register_with_shared_secret(
         synapse.url,
         shared_secret=synapse.shared_secret,
         localpart=f"admin-{uuid.uuid4().hex[:8]}",
         password=uuid.uuid4().hex,
         admin=True,
-    )
+    ).access_token
+
+
+def homeserver_devices(synapse: SynapseProcess, user_id: str) -> list[str]:
     reply = matrix_request(
         synapse.url,
         "GET",
         f"/_synapse/admin/v2/users/{quote(user_id)}/devices",
-        token=admin.access_token,
+        token=_admin_token(synapse),
     )
     return sorted(device["device_id"] for device in reply["devices"])
 
@@ -218,6 +226,31 @@ def test_first_sign_in_creates_the_person_and_the_next_one_keeps_their_device(
     assert workspace_people(sso_stack.database, "ada") == [("ada", "@ada:localhost", device)]
     # The device made by the second exchange only proved who signed in: it is gone again.
     assert homeserver_devices(sso_stack.synapse, "@ada:localhost") == [device]
+
+
+def test_a_device_the_homeserver_revoked_is_replaced_at_the_next_sign_in(browser, sso_stack):
+    context = browser.new_context()
+    try:
+        sso_sign_in(context.new_page(), sso_stack, "linus")
+    finally:
+        context.close()
+    ((_, _, revoked),) = workspace_people(sso_stack.database, "linus")
+    matrix_request(  # an admin (or the person, in another client) removes the device
+        sso_stack.synapse.url,
+        "DELETE",
+        f"/_synapse/admin/v2/users/{quote('@linus:localhost')}/devices/{quote(revoked)}",
+        token=_admin_token(sso_stack.synapse),
+    )
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sso_sign_in(page, sso_stack, "linus")
+        assert page.locator(".me-id").inner_text() == "@linus:localhost"
+    finally:
+        context.close()
+    ((name, _, device),) = workspace_people(sso_stack.database, "linus")
+    assert name == "linus" and device != revoked
+    assert homeserver_devices(sso_stack.synapse, "@linus:localhost") == [device]
 
 
 def _refusal(page) -> str:
