@@ -16,6 +16,7 @@ import pytest
 from accounts.matrix.http import matrix_request, quote
 from accounts.matrix.synapse_admin import register_with_shared_secret
 from tests.e2e.conftest import ROOT, _broker_url
+from tests.e2e.test_content_security_policy import WATCH_VIOLATIONS
 from tests.sso.oidc_provider import OidcProvider
 from webclient.embedded.processes import ProcessGroup, free_port, manage, wait_http, web_command
 from webclient.embedded.synapse import SynapseProcess, start_synapse
@@ -199,16 +200,19 @@ def test_first_sign_in_creates_the_person_and_the_next_one_keeps_their_device(
     browser, sso_stack, artifacts
 ):
     context = browser.new_context(viewport={"width": 1100, "height": 760})
+    context.add_init_script(WATCH_VIOLATIONS)  # our pages keep their Content-Security-Policy
     page = context.new_page()
     try:
         page.goto(sso_stack.url + "/accounts/login/")
         button = page.get_by_role("link", name=f"Sign in with {PROVIDER_NAME}")
         assert button.is_visible()
         assert page.locator("#id_password").is_visible()  # this homeserver offers passwords too
+        assert page.evaluate("window.__csp") == []
         page.screenshot(path=str(artifacts / "sso-login.png"))
 
         sso_sign_in(page, sso_stack, "ada")
         assert page.locator(".me-id").inner_text() == "@ada:localhost"
+        assert page.evaluate("window.__csp") == []
         people = workspace_people(sso_stack.database, "ada")
         assert [(name, mxid) for name, mxid, _ in people] == [("ada", "@ada:localhost")]
         device = people[0][2]
