@@ -59,6 +59,8 @@ def login_options() -> LoginOptions:
     if flows is None:
         return LoginOptions(password=True, providers=(), unreachable=True)
     providers = flows.providers if flows.sso else ()
+    if flows.sso and not providers:  # the spec lets a homeserver name none: it picks at its end
+        providers = (IdentityProvider(id="", name="single sign-on"),)
     return LoginOptions(password=flows.password or not flows.sso, providers=providers)
 
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import live, page_session, services, single_sign_on
 from accounts.forms import SignInForm
-from accounts.matrix.errors import MatrixError
+from accounts.matrix.errors import HomeserverUnreachable, MatrixError
 
 
 @sensitive_post_parameters("password")
@@ -97,8 +97,9 @@ def sso_return(request: HttpRequest) -> HttpResponse:
     try:
         user = services.account_sign_in_with_token(login_token=login_token)
     except MatrixError as error:
+        status = 503 if isinstance(error, HomeserverUnreachable) else 403
         return _login_page(
-            request, SignInForm(request=request), status=403, sso_error=error.message
+            request, SignInForm(request=request), status=status, sso_error=error.message
         )
     return _signed_in(request, user, target)
 

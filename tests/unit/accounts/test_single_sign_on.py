@@ -94,3 +94,35 @@ def test_login_flows_read_providers_and_sso_only(monkeypatch):
     ]
     reply["flows"].append({"type": "m.login.password"})
     assert not sso.login_flows("http://hs").sso_only
+
+
+@pytest.mark.parametrize(
+    ("kinds", "password", "buttons"),
+    [
+        (["m.login.password"], True, []),
+        (["m.login.password", "m.login.sso"], True, [("oidc-corp", "Example Corp")]),
+        (["m.login.sso", "m.login.token"], False, [("oidc-corp", "Example Corp")]),
+    ],
+)
+def test_login_options_follow_the_homeserver(monkeypatch, kinds, password, buttons):
+    providers = (sso.IdentityProvider("oidc-corp", "Example Corp"),)
+    flows = sso.LoginFlows(
+        password="m.login.password" in kinds, sso="m.login.sso" in kinds, providers=providers
+    )
+    monkeypatch.setattr(sso, "login_flows", lambda *args, **kwargs: flows)
+    single_sign_on.cache.clear()
+    options = single_sign_on.login_options()
+    assert options.password is password
+    assert [(p.id, p.name) for p in options.providers] == buttons
+
+
+def test_a_homeserver_naming_no_provider_gets_one_button_it_resolves(monkeypatch):
+    flows = sso.LoginFlows(password=False, sso=True, providers=())
+    monkeypatch.setattr(sso, "login_flows", lambda *args, **kwargs: flows)
+    single_sign_on.cache.clear()
+    options = single_sign_on.login_options()
+    assert [(p.id, p.name) for p in options.providers] == [("", "single sign-on")]
+    assert not options.password
+    assert sso.sso_redirect_url("https://hs", idp_id="", redirect_url="https://c/r?x=1") == (
+        "https://hs/_matrix/client/v3/login/sso/redirect?redirectUrl=https%3A%2F%2Fc%2Fr%3Fx%3D1"
+    )
