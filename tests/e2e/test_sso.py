@@ -21,6 +21,8 @@ from tests.sso.oidc_provider import OidcProvider
 from webclient.embedded.processes import ProcessGroup, free_port, manage, wait_http, web_command
 from webclient.embedded.synapse import SynapseProcess, start_synapse
 
+pytestmark = pytest.mark.e2e
+
 PEOPLE = {
     "ada": {"password": "ada-pass-1815", "name": "Ada Lovelace", "email": "ada@example.com"},
     "grace": {"password": "grace-pass-1906", "name": "Grace Hopper", "email": "grace@example.com"},
