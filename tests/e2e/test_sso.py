@@ -263,7 +263,7 @@ def _refusal(page) -> str:
     return page.locator("[role=alert]").inner_text()
 
 
-def test_a_login_token_needs_the_nonce_of_the_browser_that_set_out(browser, sso_stack):
+def test_a_login_token_needs_the_nonce_of_the_browser_that_set_out(browser, sso_stack, artifacts):
     returns: list[str] = []
     first = browser.new_context()
     page = first.new_page()
@@ -286,6 +286,7 @@ def test_a_login_token_needs_the_nonce_of_the_browser_that_set_out(browser, sso_
         response = stranger.goto(return_url)
         assert response.status == 403
         assert "did not start in this browser" in _refusal(stranger)
+        stranger.screenshot(path=str(artifacts / "sso-refused.png"))
         # A loginToken without any nonce is refused before the homeserver hears of it.
         response = stranger.goto(sso_stack.url + "/accounts/sso/return/?loginToken=" + used_token)
         assert response.status == 403
