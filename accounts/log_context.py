@@ -20,9 +20,10 @@ from contextvars import ContextVar
 
 _fields: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("log_context", default=())
 
-# Values that must never reach a log: Matrix access tokens in URLs, headers or JSON, and passwords.
+# Values that must never reach a log: Matrix access tokens in URLs, headers or JSON, passwords, and
+# single sign-on's loginTokens (single use, but valid for a while if an exchange failed).
 _SECRETS = [
-    (re.compile(r"\b((?:access_token|password)=)[^&\s\"']+"), r"\1[redacted]"),
+    (re.compile(r"\b((?:access_token|password|loginToken)=)[^&\s\"']+"), r"\1[redacted]"),
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[redacted]"),
     (
         re.compile(
@@ -30,7 +31,7 @@ _SECRETS = [
         ),
         r"\1\2[redacted]\2",
     ),
-    (re.compile(r"\bsy[td]_[A-Za-z0-9_]+"), "[redacted]"),  # Synapse's token formats
+    (re.compile(r"\bsy[tdl]_[A-Za-z0-9_]+"), "[redacted]"),  # Synapse's token formats
 ]
 
 

@@ -19,13 +19,14 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts import live
-from accounts.matrix import client_api, synapse_admin
+from accounts.matrix import client_api, sso, synapse_admin
 from accounts.matrix.client_api import Session
 from accounts.matrix.errors import (
     AccountDeactivated,
     InvalidUsername,
     MatrixError,
     NotConfigured,
+    TokenInvalid,
     UsernameTaken,
 )
 from accounts.models import MatrixAccount, ServiceCredential
@@ -232,6 +233,81 @@ def account_sign_in(*, username: str, password: str) -> AbstractBaseUser:
         user = get_user_model().objects.create_user(username=_free_username(session.user_id))
         account_link(user=user, session=session, provisioned=False)
         return user
+
+
+@sensitive_variables()  # Django's error reports show none of its locals
+def account_sign_in_with_token(*, login_token: str) -> AbstractBaseUser:
+    """Single sign-on's last step: exchange the homeserver's loginToken and return the person.
+
+    m.login.token cannot name our stored device (whose token it is is known only after the
+    exchange), so the exchange always makes a new device. A first sign-in keeps it, as the password
+    sign-in's first time does. A returning person keeps the device they have, with its encryption
+    keys and history, like the password sign-in: the new device only proved who signed in and is
+    logged out at once. Only when the homeserver has revoked the stored device's token does the
+    new device take its place."""
+    config = homeserver_config()
+    session = sso.token_login(
+        config.url,
+        token=login_token,
+        device_name=settings.MATRIX_DEVICE_NAME,
+        timeout=config.timeout,
+    )
+    try:
+        user, kept_new_device = _sso_person(session)
+    except Exception:
+        _logout_quietly(session)
+        raise
+    if not kept_new_device:
+        _logout_quietly(session)
+    return user
+
+
+def _sso_person(session: Session) -> tuple[AbstractBaseUser, bool]:
+    """The person `session` signed in as, created the first time; True when `session`'s device
+    became (or stays) their device."""
+    account = MatrixAccount.objects.select_related("user").filter(mxid=session.user_id).first()
+    if account is None:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(username=_free_username(session.user_id))
+            account_link(user=user, session=session, provisioned=False)
+        return user, True
+    if not account.is_active:
+        raise AccountDeactivated()
+    if not account.user.is_active:
+        raise MatrixError("This person has been deactivated in the workspace.")
+    if account.access_token and _token_works(account):
+        return account.user, False
+    with transaction.atomic():
+        account = MatrixAccount.objects.select_for_update().get(pk=account.pk)
+        account.device_id = session.device_id
+        account.access_token = session.access_token
+        account.save(update_fields=["device_id", "access_token", "updated_at"])
+    return account.user, True
+
+
+def _token_works(account: MatrixAccount) -> bool:
+    """False only when the homeserver says the token is gone; when in doubt, keep the device."""
+    try:
+        client_api.whoami(
+            account.homeserver_url,
+            access_token=account.access_token,
+            timeout=homeserver_config().timeout,
+        )
+    except TokenInvalid:
+        return False
+    except MatrixError:
+        return True
+    return True
+
+
+def _logout_quietly(session: Session) -> None:
+    """A device made only to prove who signed in: delete it, or it lingers in the person's list."""
+    try:
+        client_api.logout(session.homeserver_url, access_token=session.access_token)
+    except MatrixError:
+        log.warning(
+            "Could not log out the sign-in device %s of %s", session.device_id, session.user_id
+        )
 
 
 def _known_account(login_name: str) -> MatrixAccount | None:

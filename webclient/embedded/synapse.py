@@ -84,12 +84,15 @@ def write_synapse_config(
     server_name: str = "localhost",
     for_tests: bool = False,
     python: str = sys.executable,
+    extra_config: dict | None = None,
 ) -> Path:
     """Write homeserver.yaml (JSON is valid YAML) and return its path; secrets are kept across calls.
 
     The rate limits are lifted for every use, not only tests: the only clients are our own server
     and the people of one company, and Synapse's defaults (a message per 5 s) would throttle a sync
-    host acting for many accounts from one address."""
+    host acting for many accounts from one address.
+
+    `extra_config` adds or replaces top-level keys (tests configure single sign-on with it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "media").mkdir(exist_ok=True)
     log_config = data_dir / "log.config"
@@ -154,6 +157,7 @@ def write_synapse_config(
         config["url_preview_ip_range_whitelist"] = ["127.0.0.1"]  # the tests' own pages
         config["bcrypt_rounds"] = 4
         config["max_upload_size"] = "5M"  # small enough to test the limit quickly
+    config.update(extra_config or {})
     path = data_dir / "homeserver.yaml"
     path.touch(mode=0o600)  # it holds the secrets: owner-only before anything is written
     path.chmod(0o600)
@@ -203,11 +207,17 @@ def start_synapse(
     for_tests: bool = False,
     python: str = sys.executable,
     timeout: float = 60.0,
+    extra_config: dict | None = None,
 ) -> SynapseProcess:
     """Start Synapse on 127.0.0.1 and wait until its client API answers."""
     port = port or free_port()
     config = write_synapse_config(
-        data_dir, port=port, server_name=server_name, for_tests=for_tests, python=python
+        data_dir,
+        port=port,
+        server_name=server_name,
+        for_tests=for_tests,
+        python=python,
+        extra_config=extra_config,
     )
     process = popen(
         [python, "-m", "synapse.app.homeserver", "-c", str(config)],

@@ -224,6 +224,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # The Matrix homeserver every account lives on.
 MATRIX_HOMESERVER_URL = os.environ.get("MATRIX_HOMESERVER_URL", "").rstrip("/")
+# The homeserver's address as people's browsers reach it, for single sign-on redirects; the same as
+# MATRIX_HOMESERVER_URL unless this server reaches the homeserver by an internal address.
+MATRIX_HOMESERVER_PUBLIC_URL = os.environ.get("MATRIX_HOMESERVER_PUBLIC_URL", "").rstrip("/")
 # Synapse's registration_shared_secret: lets the admin console create Matrix accounts.
 MATRIX_REGISTRATION_SHARED_SECRET = os.environ.get("MATRIX_REGISTRATION_SHARED_SECRET", "")
 # A Synapse admin's access token; when absent, one is made through the shared secret.

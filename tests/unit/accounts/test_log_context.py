@@ -69,6 +69,8 @@ def test_tokens_and_passwords_never_reach_a_line(lines):
     logger.warning('body: {"user": "alice", "password": "hunter2-secret"}')
     logger.warning("form: user=alice&password=hunter2-secret")
     logger.warning("token %s refused", TOKEN)
+    logger.warning("GET /accounts/sso/return/?sso_state=n1&loginToken=login-SeCrEt")
+    logger.warning("exchange of syl_bG9naW4_SeCrEtLoGiN_0x1 refused")
     try:
         raise ValueError(f"request with access_token={TOKEN} failed")
     except ValueError:
@@ -77,7 +79,8 @@ def test_tokens_and_passwords_never_reach_a_line(lines):
     assert TOKEN not in text
     assert "kSeCrEtToKeN" not in text
     assert "hunter2" not in text
-    assert text.count("[redacted]") >= 7
+    assert "SeCrEt" not in text
+    assert text.count("[redacted]") >= 9
     assert "since=s1" in text  # the rest of the line stays readable
 
 
