@@ -5,7 +5,7 @@ from django import forms
 from django.contrib.auth.forms import UserChangeForm
 from django.core.exceptions import ValidationError
 
-from accounts.forms import MatrixPasswordChangeForm, MatrixUserChangeForm
+from accounts.forms import MatrixUserChangeForm
 from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
 from console import people
@@ -54,24 +54,6 @@ class PersonChangeForm(MatrixUserChangeForm):
             )
         except MatrixError as error:
             raise ValidationError(f"Not deactivated: {error.message}") from None
-        return cleaned
-
-
-class PersonPasswordForm(MatrixPasswordChangeForm):
-    """The homeserver password, reset through the console's audited service."""
-
-    request = None
-
-    def clean(self):
-        cleaned = super(MatrixPasswordChangeForm, self).clean()
-        if self.errors or self.account is None:
-            return cleaned
-        try:
-            people.person_set_password(
-                account=self.account, password=cleaned["password1"], request=self.request
-            )
-        except MatrixError as error:
-            raise ValidationError(f"Password not changed: {error.message}") from None
         return cleaned
 
 

@@ -48,15 +48,6 @@ def person_create(
     )
 
 
-@sensitive_variables()
-def person_set_password(
-    *, account: MatrixAccount, password: str, request: HttpRequest | None = None
-) -> None:
-    accounts.account_set_password(account=account, password=password)
-    with transaction.atomic():
-        record_action(action="person.password_reset", target=account.mxid, request=request)
-
-
 def person_deactivate(
     *,
     user: AbstractBaseUser,

@@ -12,11 +12,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from accounts.admin import MatrixAccountInline
-from accounts.forms import MatrixUserCreationForm
+from accounts.forms import MatrixPasswordChangeForm, MatrixUserCreationForm
 from accounts.matrix.errors import MatrixError
 from console import people, people_import
 from console.audited import AuditedAdminMixin, _changed_fields
-from console.forms import DeactivateForm, ImportForm, PersonChangeForm, PersonPasswordForm
+from console.forms import DeactivateForm, ImportForm, PersonChangeForm
 from records.audit import record_action
 
 User = get_user_model()
@@ -77,7 +77,7 @@ if admin.site.is_registered(User):
 class PersonAdmin(AuditedAdminMixin, UserAdmin):
     add_form = MatrixUserCreationForm
     form = PersonChangeForm
-    change_password_form = PersonPasswordForm
+    change_password_form = MatrixPasswordChangeForm
     change_list_template = "admin/auth/user/people_change_list.html"
     inlines = [MatrixAccountInline]
     audit_additions = False  # save_model records person.create
@@ -226,10 +226,17 @@ class PersonAdmin(AuditedAdminMixin, UserAdmin):
             raise
 
     def log_change(self, request, obj, message):
-        if _changed_fields(message) in (["password"], ["Password"]):
-            # Recorded as person.password_reset by the password form (console/people.py).
-            return UserAdmin.log_change(self, request, obj, message)
-        return super().log_change(request, obj, message)
+        """A password change (the homeserver already took it, in the form) is its own action."""
+        if _changed_fields(message) not in (["password"], ["Password"]):
+            return super().log_change(request, obj, message)
+        entry = UserAdmin.log_change(self, request, obj, message)
+        account = getattr(obj, "matrix_account", None)
+        record_action(
+            action="person.password_reset",
+            target=account.mxid if account is not None else obj.get_username(),
+            request=request,
+        )
+        return entry
 
     # --- deactivating leavers ---
 

@@ -59,7 +59,10 @@ def test_admin_add_change_delete_and_bulk_delete_are_logged(admin_browser, conso
     ]
     assert {(e.actor_id, e.ip) for e in entries} == {(console_admin.pk, ADMIN_ADDRESS)}
     assert entries[1].details["changed"] == ["Note"]
-    assert sorted(e.target.split()[-1] for e in entries[3:]) == ["#r1:example.org", "#r2:example.org"]
+    assert sorted(e.target.split()[-1] for e in entries[3:]) == [
+        "#r1:example.org",
+        "#r2:example.org",
+    ]
 
 
 def test_djangos_own_group_admin_is_logged(admin_browser):
@@ -96,7 +99,7 @@ def read_csv(response) -> list[dict]:
 
 
 def test_export_follows_the_filters_quotes_formulas_and_is_itself_logged(admin_browser):
-    record_action(action="room.block", target="=HYPERLINK(\"http://evil\")")
+    record_action(action="room.block", target='=HYPERLINK("http://evil")')
     record_action(action="person.deactivate", target="@bob:example.org")
     response = admin_browser.get(EXPORT, {"action": "room.block"})
     assert response.status_code == 200 and response["Content-Type"] == "text/csv"
