@@ -10,6 +10,8 @@ class ConsoleAdminSite(admin.AdminSite):
     site_header = "Workspace administration"
     site_title = "Workspace administration"
     index_title = "Administration"
+    # The people, rooms and audit tables need the width; the index lists every section anyway.
+    enable_nav_sidebar = False
 
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = audited(admin_class or admin.ModelAdmin)

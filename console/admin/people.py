@@ -10,6 +10,9 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from accounts.admin import MatrixAccountInline
 from accounts.forms import MatrixPasswordChangeForm, MatrixUserCreationForm
@@ -84,11 +87,9 @@ class PersonAdmin(AuditedAdminMixin, UserAdmin):
     list_display = (
         "username",
         "matrix_id",
-        "full_name",
         "is_active",
         "last_seen",
         "sync_host",
-        "last_synced",
         "sync_error",
         "device",
         "key_backup",
@@ -152,41 +153,42 @@ class PersonAdmin(AuditedAdminMixin, UserAdmin):
         account = self._account(user)
         return account.mxid if account else "—"
 
-    @admin.display(description="name")
-    def full_name(self, user) -> str:
-        return user.get_full_name()
-
-    @admin.display(description="last seen", ordering="last_login")
+    @admin.display(description="last sign-in", ordering="last_login")
     def last_seen(self, user):
         return user.last_login or "never"
 
     @admin.display(description="sync host", ordering="matrix_account__sync_lease__owner")
-    def sync_host(self, user) -> str:
+    def sync_host(self, user):
+        """The owning host (or why there is none), and when the account last synced."""
         account, lease = self._account(user), self._lease(user)
         if account is None:
             return "—"
         if not account.is_active:
-            return "deactivated"
-        if account.session_ended:
-            return "session ended"
-        if lease is None or not lease.owner or not lease.expires_at:
-            return "none"
-        if lease.expires_at <= timezone.now():
-            return f"{lease.owner} (lease ran out)"
-        return lease.owner
-
-    @admin.display(description="last sync", ordering="matrix_account__sync_lease__last_synced_at")
-    def last_synced(self, user):
-        lease = self._lease(user)
-        return lease.last_synced_at if lease is not None and lease.last_synced_at else "—"
+            owner = "deactivated"
+        elif account.session_ended:
+            owner = "session ended"
+        elif lease is None or not lease.owner or not lease.expires_at:
+            owner = "none"
+        elif lease.expires_at <= timezone.now():
+            owner = f"{lease.owner} (lease ran out)"
+        else:
+            owner = lease.owner
+        if lease is None or lease.last_synced_at is None:
+            return format_html("{}<br>never synced", owner)
+        synced = localtime(lease.last_synced_at)
+        return format_html("{}<br>synced {}", owner, date_format(synced, "SHORT_DATETIME_FORMAT"))
 
     @admin.display(description="last error")
     def sync_error(self, user) -> str:
         lease = self._lease(user)
         if lease is None or not lease.last_error:
             return ""
-        when = f"{lease.last_error_at:%Y-%m-%d %H:%M} " if lease.last_error_at else ""
-        return f"{when}{lease.last_error[:80]}"
+        when = (
+            date_format(localtime(lease.last_error_at), "SHORT_DATETIME_FORMAT")
+            if lease.last_error_at
+            else ""
+        )
+        return format_html("{}<br>{}", when, lease.last_error[:80])
 
     @admin.display(description="device")
     def device(self, user) -> str:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from django.contrib import admin, messages
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from accounts.matrix.errors import MatrixError
 from console import rooms as room_actions
@@ -51,7 +52,6 @@ class OrgRoomFilter(admin.SimpleListFilter):
 class OrgRoomAdmin(admin.ModelAdmin):
     list_display = (
         "room_name",
-        "room_id",
         "members",
         "our_members",
         "encrypted_flag",
@@ -112,9 +112,9 @@ class OrgRoomAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="name", ordering="name")
-    def room_name(self, room) -> str:
-        return room.name or "(no name)"
+    @admin.display(description="room", ordering="name")
+    def room_name(self, room):
+        return format_html("{}<br><small>{}</small>", room.name or "(no name)", room.room_id)
 
     @admin.display(description="members", ordering="member_count")
     def members(self, room) -> int:
