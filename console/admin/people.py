@@ -10,9 +10,11 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
+from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.admin import MatrixAccountInline
 from accounts.forms import MatrixPasswordChangeForm, MatrixUserCreationForm
@@ -292,6 +294,7 @@ class PersonAdmin(AuditedAdminMixin, UserAdmin):
         extra = {"can_import": self.has_add_permission(request), **(extra_context or {})}
         return super().changelist_view(request, extra_context=extra)
 
+    @method_decorator(sensitive_post_parameters("csv_text"))  # it holds passwords
     def import_view(self, request):
         """GET: the form. "Dry run": what each row would do. "Import": the same text, for real,
         only after its dry run was shown (the fingerprint of the text must match)."""

@@ -42,9 +42,12 @@ def _orm_beside_playwright():
 
 
 def shoot(page, artifacts: Path, name: str) -> None:
+    """Into the test artifacts; the README's copies in docs/screenshots are refreshed by hand
+    (WEBCLIENT_REFRESH_DOCS_SCREENSHOTS=1), so a test run leaves the checkout as it was."""
     path = artifacts / f"admin-{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    shutil.copy(path, DOCS / path.name)
+    if os.environ.get("WEBCLIENT_REFRESH_DOCS_SCREENSHOTS"):
+        shutil.copy(path, DOCS / path.name)
 
 
 def csp_watch(page) -> list[str]:
