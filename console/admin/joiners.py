@@ -1,9 +1,11 @@
 """The rooms every new person joins (an admin-managed list) and the state of each join."""
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.utils import timezone
 
 from console.models import AutoJoinRoom, PendingJoin
+from records.audit import record_action
 
 
 @admin.register(AutoJoinRoom)
@@ -29,11 +31,25 @@ class PendingJoinAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Retry the selected joins now", permissions=["view"])
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("console.change_pendingjoin")
+
+    @admin.action(description="Retry the selected joins now", permissions=["retry"])
     def retry_now(self, request, queryset):
         from console.tasks import joins_run
 
-        count = queryset.filter(joined_at__isnull=True).update(next_attempt_at=timezone.now())
+        waiting = queryset.filter(joined_at__isnull=True)
+        with transaction.atomic():
+            retried = list(waiting.select_related("account"))
+            waiting.update(next_attempt_at=timezone.now())
+            for pending in retried:
+                record_action(
+                    action="person.auto_join_retry",
+                    target=pending.account.mxid,
+                    request=request,
+                    details={"room": pending.room, "attempts": pending.attempts},
+                )
+        count = len(retried)
         try:
             joins_run.delay()
         except Exception:

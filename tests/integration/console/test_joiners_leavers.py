@@ -192,3 +192,22 @@ async def test_deactivation_stops_the_sync_host(client, matrix_user_factory):
     assert not await run_host_until(
         lambda: SyncLease.objects.filter(account=account).exclude(owner="").exists(), timeout=8
     )
+
+
+@pytest.mark.django_db
+def test_retry_now_is_audited_and_needs_its_permission(admin_browser, staff_client_with, synapse):
+    AutoJoinRoom.objects.create(room="#nowhere:localhost")
+    account = new_person("waiting")
+    pending = PendingJoin.objects.get(account=account)
+    later = timezone.now() + timedelta(hours=1)
+    PendingJoin.objects.filter(pk=pending.pk).update(next_attempt_at=later)
+    url = "/admin/console/pendingjoin/"
+    viewer = staff_client_with("console.view_pendingjoin")
+    viewer.post(url, {"action": "retry_now", "_selected_action": [pending.pk]})
+    pending.refresh_from_db()
+    assert pending.next_attempt_at == later
+    admin_browser.post(url, {"action": "retry_now", "_selected_action": [pending.pk]})
+    pending.refresh_from_db()
+    assert pending.next_attempt_at < later
+    [entry] = AuditEntry.objects.filter(action="person.auto_join_retry")
+    assert entry.target == account.mxid and entry.details["room"] == "#nowhere:localhost"
