@@ -220,3 +220,18 @@ def test_staff_without_permission_cannot_import_or_deactivate(staff_client_with,
     assert target.is_active and not AuditEntry.objects.exists()
     assert staff_client_with().get(PEOPLE).status_code == 403
     assert Client().get(IMPORT).status_code == 302
+
+
+def test_a_homeserver_that_is_down_deactivates_nothing(admin_browser, synapse):
+    account = add_person(admin_browser, unique("kept"))
+    AuditEntry.objects.all().delete()
+    MatrixAccount.objects.filter(pk=account.pk).update(homeserver_url="http://127.0.0.1:9")
+    response = admin_browser.post(
+        PEOPLE,
+        {"action": "deactivate_people", "_selected_action": [account.user_id], "confirm": "yes"},
+        follow=True,
+    )
+    assert "not deactivated" in response.content.decode()
+    account.refresh_from_db()
+    assert account.is_active and account.user.is_active and account.access_token
+    assert not AuditEntry.objects.exists()
