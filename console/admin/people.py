@@ -155,9 +155,12 @@ class PersonAdmin(AuditedAdminMixin, UserAdmin):
         account = self._account(user)
         return account.mxid if account else "—"
 
-    @admin.display(description="last sign-in", ordering="last_login")
+    @admin.display(description="last seen", ordering="matrix_account__last_seen_at")
     def last_seen(self, user):
-        return user.last_login or "never"
+        """The last page the person opened (to within minutes), else their last sign-in."""
+        account = self._account(user)
+        seen = account.last_seen_at if account is not None else None
+        return seen or user.last_login or "never"
 
     @admin.display(description="sync host", ordering="matrix_account__sync_lease__owner")
     def sync_host(self, user):
