@@ -43,6 +43,8 @@ class MatrixAccount(models.Model):
     )
     is_active = models.BooleanField(default=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
+    # When the person last opened a page (to within LAST_SEEN_EVERY_SECONDS, page_session.py).
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -9,6 +9,7 @@ the other way round.
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -162,8 +163,11 @@ def account_provision(
     last_name: str = "",
     is_staff: bool = False,
     is_superuser: bool = False,
+    on_created: Callable[[AbstractBaseUser], None] | None = None,
 ) -> AbstractBaseUser:
-    """Create a person: the Matrix account first, then the Django user and its link, atomically."""
+    """Create a person: the Matrix account first, then the Django user and its link, atomically.
+
+    `on_created(user)` runs inside that transaction (the caller's audit entry, for one)."""
     localpart = check_new_localpart(username)
     displayname = f"{first_name} {last_name}".strip() or localpart
     session = account_register_on_homeserver(
@@ -180,6 +184,8 @@ def account_provision(
                 is_superuser=is_superuser,
             )
             account_link(user=user, session=session, provisioned=True)
+            if on_created is not None:
+                on_created(user)
     except Exception:
         account_unregister_on_homeserver(session=session)
         raise
@@ -366,6 +372,12 @@ def account_deactivate(*, account: MatrixAccount, erase: bool) -> None:
     """Deactivate on the homeserver (which logs out every device), then stop using the device here.
 
     The homeserver goes first: if it refuses, nothing changes locally and the admin sees why."""
+    account_deactivate_on_homeserver(account=account, erase=erase)
+    account_mark_deactivated(account=account)
+
+
+def account_deactivate_on_homeserver(*, account: MatrixAccount, erase: bool) -> None:
+    """The homeserver half of a deactivation (for callers that write more in the local half)."""
     config = homeserver_config()
     synapse_admin.deactivate(
         account.homeserver_url,
@@ -374,7 +386,6 @@ def account_deactivate(*, account: MatrixAccount, erase: bool) -> None:
         erase=erase,
         timeout=config.timeout,
     )
-    account_mark_deactivated(account=account)
 
 
 def account_mark_deactivated(*, account: MatrixAccount) -> None:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 
 from accounts.matrix.client_api import Session, _session_from
+from accounts.matrix.errors import MatrixError
 from accounts.matrix.http import matrix_request, quote
 
 
@@ -82,3 +83,151 @@ def deactivate(
         body={"erase": erase},
         timeout=timeout,
     )
+
+
+# --- rooms and memberships (the admin console's joiners, leavers and room actions) ---
+
+
+def join_user_to_room(
+    homeserver_url: str, *, admin_token: str, room: str, user_id: str, timeout: float = 15.0
+) -> str:
+    """Join a local user to a room (id or alias) as the server admin; returns the room id.
+
+    Synapse allows it for a public room, or for any room its admin user is in with the power to
+    invite (it invites, then joins)."""
+    reply = matrix_request(
+        homeserver_url,
+        "POST",
+        f"/_synapse/admin/v1/join/{quote(room)}",
+        token=admin_token,
+        body={"user_id": user_id},
+        timeout=timeout,
+    )
+    return str(reply.get("room_id", room))
+
+
+def user_joined_rooms(
+    homeserver_url: str, *, admin_token: str, user_id: str, timeout: float = 15.0
+) -> list[str]:
+    reply = matrix_request(
+        homeserver_url,
+        "GET",
+        f"/_synapse/admin/v1/users/{quote(user_id)}/joined_rooms",
+        token=admin_token,
+        timeout=timeout,
+    )
+    return [str(room) for room in reply.get("joined_rooms", [])]
+
+
+def room_state(
+    homeserver_url: str, *, admin_token: str, room_id: str, timeout: float = 15.0
+) -> list[dict]:
+    """The room's current state events, as the homeserver holds them."""
+    reply = matrix_request(
+        homeserver_url,
+        "GET",
+        f"/_synapse/admin/v1/rooms/{quote(room_id)}/state",
+        token=admin_token,
+        timeout=timeout,
+    )
+    return [event for event in reply.get("state", []) if isinstance(event, dict)]
+
+
+def make_room_admin(
+    homeserver_url: str, *, admin_token: str, room_id: str, user_id: str, timeout: float = 15.0
+) -> None:
+    """Give `user_id` the power of the room's most powerful local member (Synapse sends the power
+    levels as that member); a user not in a private room is invited."""
+    matrix_request(
+        homeserver_url,
+        "POST",
+        f"/_synapse/admin/v1/rooms/{quote(room_id)}/make_room_admin",
+        token=admin_token,
+        body={"user_id": user_id},
+        timeout=timeout,
+    )
+
+
+def block_room(
+    homeserver_url: str, *, admin_token: str, room_id: str, block: bool, timeout: float = 15.0
+) -> None:
+    """Block (or unblock) a room: nobody on this homeserver may join it while it is blocked."""
+    matrix_request(
+        homeserver_url,
+        "PUT",
+        f"/_synapse/admin/v1/rooms/{quote(room_id)}/block",
+        token=admin_token,
+        body={"block": block},
+        timeout=timeout,
+    )
+
+
+def delete_room(
+    homeserver_url: str,
+    *,
+    admin_token: str,
+    room_id: str,
+    purge: bool = True,
+    block: bool = False,
+    message: str = "",
+    timeout: float = 30.0,
+) -> str:
+    """Start deleting a room (v2, runs in the background on the homeserver): every local member
+    is removed and, with `purge`, the room's history is removed from the homeserver's database.
+    Returns the delete id to follow with `delete_room_status`."""
+    body: dict = {"purge": purge, "block": block}
+    if message:
+        body["message"] = message
+    reply = matrix_request(
+        homeserver_url,
+        "DELETE",
+        f"/_synapse/admin/v2/rooms/{quote(room_id)}",
+        token=admin_token,
+        body=body,
+        timeout=timeout,
+    )
+    return str(reply.get("delete_id", ""))
+
+
+def delete_room_status(
+    homeserver_url: str, *, admin_token: str, delete_id: str, timeout: float = 15.0
+) -> dict:
+    """{"status": "scheduled" | "active" | "complete" | "failed", "error": ..., ...}"""
+    return matrix_request(
+        homeserver_url,
+        "GET",
+        f"/_synapse/admin/v2/rooms/delete_status/{quote(delete_id)}",
+        token=admin_token,
+        timeout=timeout,
+    )
+
+
+def user_exists(
+    homeserver_url: str, *, admin_token: str, user_id: str, timeout: float = 15.0
+) -> bool:
+    """Whether the homeserver has the account (deactivated ones included)."""
+    try:
+        matrix_request(
+            homeserver_url,
+            "GET",
+            f"/_synapse/admin/v2/users/{quote(user_id)}",
+            token=admin_token,
+            timeout=timeout,
+        )
+    except MatrixError as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def server_name(homeserver_url: str, *, admin_token: str, timeout: float = 15.0) -> str:
+    """The homeserver's name (the part after ':' in its user ids), from who the admin is."""
+    reply = matrix_request(
+        homeserver_url,
+        "GET",
+        "/_matrix/client/v3/account/whoami",
+        token=admin_token,
+        timeout=timeout,
+    )
+    return str(reply["user_id"]).split(":", 1)[1]

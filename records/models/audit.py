@@ -23,6 +23,11 @@ class AuditEntry(models.Model):
         ordering = ["-at", "-id"]
         verbose_name = "audit entry"
         verbose_name_plural = "audit log"
+        # No add, change or delete permission exists to grant: the log is written only by
+        # record_action. Viewing and exporting are separate, so a reader need not be an exporter.
+        default_permissions = ("view",)
+        permissions = [("export_auditentry", "Can export the audit log")]
+        indexes = [models.Index(fields=["actor_name", "at"], name="audit_actor_at")]
 
     def __str__(self) -> str:
         return (

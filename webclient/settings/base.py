@@ -29,7 +29,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "console.admin_config.ConsoleAdminConfig",  # Django admin, audited (console/site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "accounts",
     "rooms",
     "records",
+    "console",
 ]
 
 # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For / X-Forwarded-Proto are believed.
@@ -219,6 +220,11 @@ CELERY_BEAT_SCHEDULE = {
     "sync-reconcile": {
         "task": "rooms.tasks.sync_reconcile",
         "schedule": float(os.environ.get("SYNC_RECONCILE_SECONDS", "15")),
+    },
+    # New people's joins of the configured rooms, retried until the homeserver says yes.
+    "console-joins": {
+        "task": "console.tasks.joins_run",
+        "schedule": float(os.environ.get("CONSOLE_JOINS_SECONDS", "30")),
     },
 }
 
