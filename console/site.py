@@ -3,6 +3,7 @@ gets the audited mixin first in its bases, so no admin write can skip the audit 
 
 from django.contrib import admin
 
+from accounts import single_sign_on
 from console.audited import AuditedAdminMixin
 
 
@@ -12,6 +13,14 @@ class ConsoleAdminSite(admin.AdminSite):
     index_title = "Administration"
     # The people, rooms and audit tables need the width; the index lists every section anyway.
     enable_nav_sidebar = False
+    login_template = "console/admin_login.html"  # Django's form, and single sign-on
+
+    def login(self, request, extra_context=None):
+        """Django's form for password accounts, plus the homeserver's single sign-on: on an
+        SSO-only homeserver it is the only way in for staff (they come back to the admin)."""
+        options = single_sign_on.login_options()
+        context = {"sso_providers": options.providers, **(extra_context or {})}
+        return super().login(request, extra_context=context)
 
     def register(self, model_or_iterable, admin_class=None, **options):
         admin_class = audited(admin_class or admin.ModelAdmin)

@@ -151,21 +151,23 @@ def sso_stack(tmp_path_factory, redis_url) -> Iterator[SsoStack]:
                 print(f"--- {name} (tail) ---\n{path.read_text(errors='replace')[-3000:]}")
 
 
-def sso_sign_in(page, stack: SsoStack, login: str) -> None:
+def sso_sign_in(
+    page, stack: SsoStack, login: str, *, start: str = "/accounts/login/", landing: str = "/"
+) -> None:
     """Click the provider's button, sign in at its form, allow access if it asks, and land."""
-    page.goto(stack.url + "/accounts/login/")
+    page.goto(stack.url + start)
     page.get_by_role("link", name=f"Sign in with {PROVIDER_NAME}").click()
     page.wait_for_selector("input[name=login]")  # the provider's own page
     assert page.url.startswith(stack.provider.issuer)
     page.fill("input[name=login]", login)
     page.fill("input[name=password]", PEOPLE[login]["password"])
     page.click("button[type=submit]")
-    page.wait_for_url(lambda url: url == stack.url + "/" or "/interaction/" in url)
-    if page.url != stack.url + "/":
+    page.wait_for_url(lambda url: url == stack.url + landing or "/interaction/" in url)
+    if page.url != stack.url + landing:
         allow = page.get_by_role("button", name="Allow")
         allow.wait_for()
         allow.click()
-    page.wait_for_url(stack.url + "/")
+    page.wait_for_url(stack.url + landing)
 
 
 def workspace_people(database: Path, login: str) -> list[tuple[str, str, str]]:
@@ -330,5 +332,28 @@ def test_a_homeserver_that_offers_only_sso_gets_no_password_form(browser, sso_st
         assert page.locator("form input[type=password]").count() == 0
         assert page.locator("text=Matrix user name").count() == 0
         page.screenshot(path=str(artifacts / "sso-only-login.png"))
+    finally:
+        context.close()
+
+
+def test_staff_reach_the_admin_through_single_sign_on(browser, sso_stack, artifacts):
+    """On an SSO-only homeserver the admin's password form cannot let staff in: its login page
+    offers the provider too, and the round trip comes back to the admin."""
+    context = browser.new_context()
+    try:
+        sso_sign_in(context.new_page(), sso_stack, "grace")  # the first sign-in creates Grace
+    finally:
+        context.close()
+    with sqlite3.connect(sso_stack.database) as db:
+        db.execute("UPDATE auth_user SET is_staff = 1, is_superuser = 1 WHERE username = 'grace'")
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    context.add_init_script(WATCH_VIOLATIONS)
+    page = context.new_page()
+    try:
+        page.goto(sso_stack.url + "/admin/login/?next=/admin/")
+        assert page.evaluate("window.__csp") == []
+        page.screenshot(path=str(artifacts / "sso-admin-login.png"))
+        sso_sign_in(page, sso_stack, "grace", start="/admin/login/?next=/admin/", landing="/admin/")
+        assert page.get_by_role("heading", name="Administration").is_visible()
     finally:
         context.close()
