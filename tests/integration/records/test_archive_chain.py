@@ -16,8 +16,8 @@ from accounts.models import MatrixAccount
 from records import archiver, retention
 from records.models import (
     ArchiveChain,
-    ArchiverState,
     ArchiveRecord,
+    ArchiverState,
     AuditEntry,
     LegalHold,
     RetentionPolicy,
