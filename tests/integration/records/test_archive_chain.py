@@ -72,6 +72,9 @@ def test_one_link_per_event_whoever_received_it_and_runs_resume():
     assert archiver.archive_run().events_archived == 0  # nothing new: nothing appended
     receive(bob, 3)
     assert archiver.archive_run().events_archived == 1
+    receive(ada, 3)  # another account receives a known event later: a recipient, not a link
+    stats = archiver.archive_run()
+    assert (stats.events_archived, stats.recipients_added) == (0, 1)
     links = ArchiveRecord.objects.filter(room_id=ROOM).order_by("position")
     assert [link.event_id for link in links] == ["$0", "$1", "$2", "$3"]
     assert sorted(links[0].recipients.values_list("user_id", flat=True)) == ["@ada:hs", "@bob:hs"]
