@@ -28,20 +28,23 @@ class _ReadOnly(admin.ModelAdmin):
 @admin.register(ArchiveRecord)
 class ArchiveRecordAdmin(_ReadOnly):
     list_display = (
-        "room_id",
+        "room",
         "position",
         "kind",
         "event_type",
         "sender",
         "sent_at",
         "redacted",
-        "sealed",
         "purged",
     )
     list_filter = ("kind", "sealed", ("purged_at", admin.EmptyFieldListFilter))
     search_fields = ("=event_id", "=room_id", "=sender")
     ordering = ("-id",)
     show_full_result_count = False  # the archive grows without end: no COUNT(*) per page
+
+    @admin.display(description="room", ordering="room_id")
+    def room(self, record: ArchiveRecord) -> str:
+        return record.room_id if len(record.room_id) <= 24 else record.room_id[:22] + "…"
 
     @admin.display(description="sent", ordering="origin_server_ts")
     def sent_at(self, record: ArchiveRecord) -> str:

@@ -45,7 +45,7 @@ class LegalHold(models.Model):
     says, until the hold is released. Released holds stay as the record of when they applied."""
 
     PERSON, ROOM = "person", "room"
-    KINDS = [(PERSON, "person (Matrix user ID)"), (ROOM, "room (room ID)")]
+    KINDS = [(PERSON, "person"), (ROOM, "room")]
 
     kind = models.CharField(max_length=8, choices=KINDS)
     target = models.CharField(max_length=255, help_text="@person:example.org or !room:example.org")
