@@ -32,7 +32,7 @@ from rooms.archive_feed import ReceivedEvent
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 1000
 MAX_HOLES = 50_000
 SEALED_RECENT = timedelta(days=2)  # re-read every run; older sealed events once a day
 FULL_SWEEP_EVERY = timedelta(days=1)
