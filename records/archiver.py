@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 MAX_HOLES = 50_000
+MAX_GAP = 20_000
 SEALED_RECENT = timedelta(days=2)  # re-read every run; older sealed events once a day
 FULL_SWEEP_EVERY = timedelta(days=1)
 
@@ -94,10 +95,12 @@ def _archive_batch(batch: int, stats: ArchiveStats) -> bool:
             holes.pop(str(row.entry_id), None)
         fresh = archive_feed.timeline_after(after_id=state.high_water, limit=batch)
         now = time.time()
-        # A first run starts at the oldest row there is: ids below it were never ours to wait for.
-        expected = state.high_water + 1 if state.high_water or not fresh else fresh[0].entry_id
+        expected = state.high_water + 1
         for row in fresh:
-            for missing in range(expected, row.entry_id):
+            # The ids just below a row may still be in open transactions; of a longer run of
+            # missing ids (rows deleted since, or a first run on an old store) only the last
+            # MAX_GAP are waited for.
+            for missing in range(max(expected, row.entry_id - MAX_GAP), row.entry_id):
                 holes.setdefault(str(missing), now)
             expected = row.entry_id + 1
         stats.holes_expired += _expire(holes, now)

@@ -96,15 +96,14 @@ def test_a_row_committed_after_a_later_one_is_not_skipped():
     )
     archiver.archive_run()
     assert ArchiveRecord.objects.filter(event_id="$1").exists()
-    assert ArchiverState.objects.get().holes == {}
+    assert str(late.pk) not in ArchiverState.objects.get().holes
 
 
 def test_an_uncommitted_row_on_postgresql_is_archived_once_it_commits():
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises writers: a later id never commits first")
     ada = account("ada")
-    receive(ada, 99)
-    archiver.archive_run()  # the archiver has been running: it has a high-water mark
+    Room.objects.create(room_id=ROOM)  # made first: both writers below insert only their own rows
     inserted, release = threading.Event(), threading.Event()
 
     def slow_writer():
@@ -122,7 +121,7 @@ def test_an_uncommitted_row_on_postgresql_is_archived_once_it_commits():
     receive(ada, 101)  # a later id, committed first
     archiver.archive_run()
     assert not ArchiveRecord.objects.filter(event_id="$100").exists()
-    assert ArchiveRecord.objects.filter(event_id="$101").exists()
+    assert ArchiveRecord.objects.filter(event_id="$101").exists()  # even on the very first run
     release.set()
     writer.join(30)
     archiver.archive_run()
