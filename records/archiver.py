@@ -57,7 +57,8 @@ def archive_run(*, batch: int = BATCH, max_batches: int | None = None) -> Archiv
     batches = 0
     while max_batches is None or batches < max_batches:
         batches += 1
-        if not _archive_batch(batch, stats):
+        # Holes are read again once per run (the first batch), not once per batch.
+        if not _archive_batch(batch, stats, holes_too=batches == 1):
             break
     stats.decryptions += sweep_decryptions()
     return stats
@@ -85,12 +86,14 @@ def _lock_state() -> ArchiverState:
     return ArchiverState.objects.select_for_update().get(name="timeline")
 
 
-def _archive_batch(batch: int, stats: ArchiveStats) -> bool:
+def _archive_batch(batch: int, stats: ArchiveStats, *, holes_too: bool) -> bool:
     """One transaction: the holes that filled, the next rows, the new mark. True if more may wait."""
     with transaction.atomic():
         state = _lock_state()
         holes: dict[str, float] = dict(state.holes)
-        filled = archive_feed.timeline_rows(entry_ids=[int(i) for i in holes]) if holes else []
+        filled = []
+        if holes and holes_too:
+            filled = archive_feed.timeline_rows(entry_ids=[int(i) for i in holes])
         for row in filled:
             holes.pop(str(row.entry_id), None)
         fresh = archive_feed.timeline_after(after_id=state.high_water, limit=batch)
@@ -104,7 +107,9 @@ def _archive_batch(batch: int, stats: ArchiveStats) -> bool:
                 holes.setdefault(str(missing), now)
             expected = row.entry_id + 1
         stats.holes_expired += _expire(holes, now)
-        _archive_rows(filled + fresh, stats)
+        rows = filled + fresh
+        for start in range(0, len(rows), batch):  # bounded IN lists, however many holes filled
+            _archive_rows(rows[start : start + batch], stats)
         if fresh:
             state.high_water = fresh[-1].entry_id
         state.holes = holes

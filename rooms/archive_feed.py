@@ -53,8 +53,12 @@ def timeline_after(*, after_id: int, limit: int) -> list[ReceivedEvent]:
 def timeline_rows(*, entry_ids: Iterable[int]) -> list[ReceivedEvent]:
     """The timeline rows with these ids that exist now (rows the archiver passed while they were
     still uncommitted)."""
-    rows = TimelineEntry.objects.filter(id__in=list(entry_ids)).order_by("id")
-    return _received(rows.values_list(*_FIELDS))
+    entry_ids = sorted(entry_ids)
+    found: list[ReceivedEvent] = []
+    for start in range(0, len(entry_ids), 1000):  # SQLite caps a query's parameters
+        rows = TimelineEntry.objects.filter(id__in=entry_ids[start : start + 1000]).order_by("id")
+        found.extend(_received(rows.values_list(*_FIELDS)))
+    return found
 
 
 def events_readable(*, event_ids: Iterable[str]) -> dict[str, tuple[dict, dict | None]]:
