@@ -39,7 +39,7 @@ def verify_room(room_id: str) -> RoomVerdict:
     base_position = chain.base_position if chain else 0
     prev = chain.base_hash if chain else GENESIS
     expected = base_position + 1
-    emptied: dict[int, int] = {}  # purged link's position -> the purge link that emptied it
+    emptied: dict[int, tuple[int, str]] = {}  # emptied link's position -> (its purge, event id)
     purges: dict[int, ArchiveRecord] = {}
     checkpoint = None
     count = 0
@@ -62,7 +62,7 @@ def verify_room(room_id: str) -> RoomVerdict:
         if link.purged_at is not None:
             if link.purged_by is None:
                 return broken(link.position, link.event_id, "emptied without a purge")
-            emptied[link.position] = link.purged_by
+            emptied[link.position] = (link.purged_by, link.event_id)
         if link.kind == ArchiveRecord.PURGE:
             purges[link.position] = link
         if link.kind == ArchiveRecord.CHECKPOINT:
@@ -73,15 +73,19 @@ def verify_room(room_id: str) -> RoomVerdict:
         return broken(
             expected, "", f"chain ends at {expected - 1}, its head says {chain.head_position}"
         )
-    for position, purge_position in sorted(emptied.items()):
+    for position, (purge_position, event_id) in sorted(emptied.items()):
         purge = purges.get(purge_position)
         if purge is None and purge_position > base_position:
-            return broken(position, "", f"emptied by purge {purge_position}, not in the chain")
+            return broken(
+                position, event_id, f"emptied by purge {purge_position}, not in the chain"
+            )
         if purge is not None and position not in (purge.body or {}).get("positions", []):
-            return broken(position, "", f"emptied, but purge {purge_position} does not name it")
+            return broken(
+                position, event_id, f"emptied, but purge {purge_position} does not name it"
+            )
     for purge_position, purge in sorted(purges.items()):
         for position in (purge.body or {}).get("positions", []):
-            if position > base_position and emptied.get(position) != purge_position:
+            if position > base_position and emptied.get(position, (None,))[0] != purge_position:
                 return broken(
                     position, "", f"named by purge {purge_position} but not emptied by it"
                 )

@@ -234,3 +234,23 @@ def test_a_held_room_keeps_everything_and_is_logged():
     assert (result.purged, result.kept_by_hold) == (0, 1)
     assert Event.objects.filter(event_id="$1").exists()
     assert ArchiveRecord.objects.filter(event_id="$1", purged_at__isnull=True).exists()
+
+
+def test_a_link_emptied_outside_retention_is_named(archived_room):
+    """Emptying a link by hand (as if purged) without a purge link naming it is caught."""
+    link = ArchiveRecord.objects.get(event_id="$3")
+    ArchiveRecord.objects.filter(pk=link.pk).update(
+        envelope=None, purged_at=timezone.now(), purged_by=link.position + 1
+    )
+    assert f"position {link.position} (event $3): emptied by purge" in verify_fails()
+
+
+def test_rooms_without_a_policy_keep_everything():
+    ada = account("ada")
+    old = int((timezone.now() - timedelta(days=400)).timestamp() * 1000)
+    receive(ada, 1, ts=old)
+    archiver.archive_run()
+    RetentionPolicy.objects.create(room_id="!another:hs", keep_days=1)
+    assert retention.retention_run() == []
+    assert Event.objects.filter(event_id="$1").exists()
+    assert ArchiveRecord.objects.filter(event_id="$1", purged_at__isnull=True).exists()

@@ -58,3 +58,24 @@ def test_the_archive_is_read_only_in_admin(admin_client):
     assert not ArchiveRecord.objects.exists()
     hold = LegalHold.objects.create(kind="room", target="!r:example.org", reason="x")
     assert admin_client.get(f"/admin/records/legalhold/{hold.pk}/delete/").status_code == 403
+
+
+def test_chains_are_verified_from_admin(admin_client):
+    from records.models import ArchiveChain
+
+    ArchiveChain.objects.create(room_id="!r:example.org", base_hash="0" * 64, head_hash="0" * 64)
+    response = admin_client.post(
+        "/admin/records/archivechain/",
+        {"action": "verify", "_selected_action": [ArchiveChain.objects.get().pk]},
+        follow=True,
+    )
+    assert b"!r:example.org: 0 link(s) intact." in response.content
+    ArchiveChain.objects.update(head_position=3)
+    response = admin_client.post(
+        "/admin/records/archivechain/",
+        {"action": "verify", "_selected_action": [ArchiveChain.objects.get().pk]},
+        follow=True,
+    )
+    assert (
+        b"BROKEN: !r:example.org position 1: chain ends at 0, its head says 3" in response.content
+    )
