@@ -51,6 +51,9 @@ def test_an_admin_sees_the_archive_and_manages_holds_and_retention(
         assert time.monotonic() < deadline, "beat's archiver did not archive the message"
         admin.wait_for_timeout(1000)
     admin.screenshot(path=str(artifacts / "records-archive.png"), full_page=True)
+    admin.locator("#result_list th.field-room a").first.click()
+    admin.wait_for_selector("text=for the records")  # the event as archived, read-only
+    admin.screenshot(path=str(artifacts / "records-archived-event.png"), full_page=True)
 
     admin.goto(workspace.url + "/admin/records/legalhold/add/")
     admin.select_option("#id_kind", "person")
