@@ -103,6 +103,10 @@ def _purge_room(room_id: str, keep_days: int, cutoff: int, due, held_people: set
 
 
 def _logged(result: RoomPurge, cutoff: int) -> RoomPurge:
+    """One audit entry per room and run that removed something. A run that only found events
+    kept by a hold writes none: hourly entries for a held room would grow the log for nothing."""
+    if not (result.purged or result.local_events or result.folded):
+        return result
     record_action(
         action="retention.purge",
         target=result.room_id,

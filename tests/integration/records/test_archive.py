@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import CommandError, call_command
+from django.db import connections
 from django.utils import timezone
 
 from accounts.matrix.http import quote
@@ -168,6 +169,7 @@ async def test_encrypted_messages_edits_redactions_and_a_late_key_reach_the_arch
         await sync_to_async(_check_encrypted)(plan, edit, redaction, late, room_id)
     finally:
         await peer.close()
+        await sync_to_async(connections.close_all)()  # asgiref's thread's, as running_host does
 
 
 def _ingest_sealed(account, since: str) -> None:
