@@ -81,15 +81,19 @@ def archive_rescan(*, batch: int = BATCH) -> ArchiveStats:
     return stats
 
 
-def _lock_state() -> ArchiverState:
+def _lock_state() -> ArchiverState | None:
+    """The state row, locked; None while another run holds it (PostgreSQL): that run is doing
+    the work, and waiting for it would only pile runs up on the worker."""
     ArchiverState.objects.get_or_create(name="timeline")
-    return ArchiverState.objects.select_for_update().get(name="timeline")
+    return ArchiverState.objects.select_for_update(skip_locked=True).filter(name="timeline").first()
 
 
 def _archive_batch(batch: int, stats: ArchiveStats, *, holes_too: bool) -> bool:
     """One transaction: the holes that filled, the next rows, the new mark. True if more may wait."""
     with transaction.atomic():
         state = _lock_state()
+        if state is None:
+            return False
         holes: dict[str, float] = dict(state.holes)
         filled = []
         if holes and holes_too:

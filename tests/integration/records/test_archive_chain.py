@@ -255,3 +255,32 @@ def test_rooms_without_a_policy_keep_everything():
     assert retention.retention_run() == []
     assert Event.objects.filter(event_id="$1").exists()
     assert ArchiveRecord.objects.filter(event_id="$1", purged_at__isnull=True).exists()
+
+
+def test_a_run_that_finds_another_running_leaves_it_the_work():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer at a time anyway")
+    ada = account("ada")
+    receive(ada, 1)
+    archiver.archive_run()
+    receive(ada, 2)
+    locked, release = threading.Event(), threading.Event()
+
+    def other_run():
+        try:
+            with transaction.atomic():
+                ArchiverState.objects.select_for_update().get()
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    assert locked.wait(30)
+    try:
+        assert archiver.archive_run().rows_read == 0  # returned at once instead of queueing
+    finally:
+        release.set()
+        holder.join(30)
+    assert archiver.archive_run().events_archived == 1
