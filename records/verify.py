@@ -49,6 +49,8 @@ def verify_room(room_id: str) -> RoomVerdict:
 
     for link in _links(room_id):
         count += 1
+        if chain is None:
+            return broken(link.position, link.event_id, "the room's chain head is missing")
         if link.position != expected:
             if link.position < expected:
                 return broken(link.position, link.event_id, "link before the chain's base")
@@ -98,4 +100,8 @@ def verify_room(room_id: str) -> RoomVerdict:
 
 
 def archived_rooms() -> list[str]:
-    return list(ArchiveChain.objects.order_by("room_id").values_list("room_id", flat=True))
+    """Every room with a chain head or any link (a room whose head row was deleted is still
+    verified, and fails)."""
+    heads = set(ArchiveChain.objects.values_list("room_id", flat=True))
+    links = set(ArchiveRecord.objects.order_by().values_list("room_id", flat=True).distinct())
+    return sorted(heads | links)

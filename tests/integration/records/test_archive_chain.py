@@ -173,6 +173,8 @@ def test_a_rehashed_row_breaks_the_next_link_and_a_deleted_one_is_missed(archive
     assert f"position {link.position + 1} (event $3)" in verify_fails()
     ArchiveRecord.objects.filter(event_id__in=["$2", "$3"]).delete()
     assert f"position {link.position}: link missing" in verify_fails()
+    ArchiveChain.objects.all().delete()  # the head row too: the room is still checked
+    assert "position 1 (event $0): the room's chain head is missing" in verify_fails()
 
 
 def test_retention_purges_what_is_due_keeps_what_is_held_and_the_chain_still_holds():
