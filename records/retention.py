@@ -58,9 +58,15 @@ def retention_run(*, now: datetime | None = None) -> list[RoomPurge]:
         keep_days = per_room.get(room_id, workspace)
         if keep_days is None:
             continue
-        cutoff = int((now - timedelta(days=keep_days)).timestamp() * 1000)
+        cutoff_at = now - timedelta(days=keep_days)
+        cutoff = int(cutoff_at.timestamp() * 1000)
+        # Old by its own timestamp AND archived that long ago: origin_server_ts is whatever the
+        # sender's server wrote, and a forged ancient one must not make a record vanish early.
         due = ArchiveRecord.objects.filter(
-            room_id=room_id, kind=ArchiveRecord.EVENT, origin_server_ts__lt=cutoff
+            room_id=room_id,
+            kind=ArchiveRecord.EVENT,
+            origin_server_ts__lt=cutoff,
+            archived_at__lt=cutoff_at,
         )
         if room_id in held_rooms:
             kept = due.filter(purged_at__isnull=True).count()

@@ -181,14 +181,15 @@ def test_retention_purges_what_is_due_keeps_what_is_held_and_the_chain_still_hol
     ada, bob = account("ada"), account("bob")
     day = 86_400_000
     now = timezone.now()
-    old = int((now - timedelta(days=40)).timestamp() * 1000)
+    old = int((now - timedelta(days=10)).timestamp() * 1000)
     receive(ada, 1, ts=old)
     receive(ada, 2, ts=old + 1, sender="@held:hs")
     receive(ada, 3, ts=old + 2)
     receive(bob, 3, ts=old + 2)  # bob received it too
     receive(ada, 4, ts=old + 3)
-    receive(ada, 5, ts=int(now.timestamp() * 1000) - day)  # inside the policy
+    receive(ada, 5, ts=int(now.timestamp() * 1000) + day)  # sent later: inside the policy
     archiver.archive_run()
+    now += timedelta(days=30, hours=1)  # the run comes when what we archived today is 30 days old
     RetentionPolicy.objects.create(room_id="", keep_days=30)
     LegalHold.objects.create(kind=LegalHold.PERSON, target="@held:hs", reason="case 7")
     LegalHold.objects.create(kind=LegalHold.PERSON, target="@bob:hs", reason="case 8")
@@ -232,7 +233,7 @@ def test_a_held_room_keeps_everything():
     archiver.archive_run()
     RetentionPolicy.objects.create(room_id=ROOM, keep_days=1)
     LegalHold.objects.create(kind=LegalHold.ROOM, target=ROOM, reason="regulator")
-    [result] = retention.retention_run()
+    [result] = retention.retention_run(now=timezone.now() + timedelta(days=2))
     assert (result.purged, result.kept_by_hold) == (0, 1)
     assert Event.objects.filter(event_id="$1").exists()
     assert ArchiveRecord.objects.filter(event_id="$1", purged_at__isnull=True).exists()
@@ -286,3 +287,16 @@ def test_a_run_that_finds_another_running_leaves_it_the_work():
         release.set()
         holder.join(30)
     assert archiver.archive_run().events_archived == 1
+
+
+def test_a_forged_ancient_timestamp_does_not_purge_a_record_early():
+    """origin_server_ts comes from the sender's server: retention also waits for the policy's
+    days since we archived the event."""
+    ada = account("ada")
+    receive(ada, 1, ts=1)  # "sent" in 1970
+    archiver.archive_run()
+    RetentionPolicy.objects.create(room_id="", keep_days=30)
+    assert retention.retention_run() == []
+    assert Event.objects.filter(event_id="$1").exists()
+    [result] = retention.retention_run(now=timezone.now() + timedelta(days=31))
+    assert result.purged == 1
