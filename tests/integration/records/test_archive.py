@@ -212,6 +212,12 @@ def test_retention_purges_only_what_is_due_and_a_legal_hold_keeps_it(
     join(ours, room_id)
     from_alice = [send_event(alice, room_id, text(f"alice {n}")) for n in range(3)]
     from_bob = [send_event(bob, room_id, text(f"bob {n}")) for n in range(2)]
+    # Bob (held) answers Alice and edits her words away: kept, though what they point at goes.
+    reply = text(
+        "answering alice 0", **{"m.relates_to": {"m.in_reply_to": {"event_id": from_alice[0]}}}
+    )
+    from_bob.append(send_event(bob, room_id, reply))
+    from_bob.append(send_event(bob, room_id, edit_of(from_alice[1], "bob's version")))
     sync_and_ingest(ours)
     archiver.archive_run()
     RetentionPolicy.objects.create(room_id=room_id, keep_days=1)
@@ -219,14 +225,17 @@ def test_retention_purges_only_what_is_due_and_a_legal_hold_keeps_it(
     later = timezone.now() + timedelta(days=2)
 
     retention.retention_run(now=timezone.now())  # nothing is a day old yet
-    assert Event.objects.filter(event_id__in=from_alice + from_bob).count() == 5
+    assert Event.objects.filter(event_id__in=from_alice + from_bob).count() == 7
     retention.retention_run(now=later)
 
     assert not Event.objects.filter(event_id__in=from_alice).exists()
-    assert Event.objects.filter(event_id__in=from_bob).count() == 2
+    assert Event.objects.filter(event_id__in=from_bob).count() == 4
     live = ArchiveRecord.objects.filter(kind="event", purged_at__isnull=True)
     assert not live.filter(event_id__in=from_alice).exists()
-    assert live.filter(event_id__in=from_bob).count() == 2
+    assert live.filter(event_id__in=from_bob).count() == 4
+    page = client.get(f"/rooms/{room_id}/")  # the room still shows what is left
+    assert page.status_code == 200
+    assert b"answering alice 0" in page.content and b"alice 2" not in page.content
     assert verify_room(room_id).broken is None
     entry = AuditEntry.objects.filter(action="retention.purge", target=room_id).latest("id")
     assert entry.details["kept_by_hold"] >= 2
