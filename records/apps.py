@@ -8,3 +8,10 @@ class RecordsConfig(AppConfig):
 
     name = "records"
     verbose_name = "Records and audit"
+
+    def ready(self) -> None:
+        from records import admin_records  # noqa: F401 - registers the archive's admin
+        from records.receivers import keep_original
+        from rooms.redactions import content_removing
+
+        content_removing.connect(keep_original, dispatch_uid="records.keep_original")

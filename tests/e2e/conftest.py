@@ -56,6 +56,7 @@ def workspace(tmp_path_factory, synapse, redis_url) -> Iterator[Workspace]:
         "SYNC_LEASE_SECONDS": "6",
         "KEY_REQUEST_RETRY_SECONDS": "4",
         "SYNC_TIMEOUT_MS": "5000",  # idle loops come round often enough to ask for keys again
+        "ARCHIVE_EVERY_SECONDS": "2",  # beat's archiver, seen in admin by tests/e2e/test_records_admin
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         # Every browser signs in from 127.0.0.1: one test's wrong passwords must not lock the next
         # test's people out (each test has its own people, so the per-person limit stays real).

@@ -226,7 +226,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "console.tasks.joins_run",
         "schedule": float(os.environ.get("CONSOLE_JOINS_SECONDS", "30")),
     },
+    # The organisation's archive follows the local store after commit (records/archiver.py).
+    "archive-events": {
+        "task": "records.tasks.archive_events",
+        "schedule": float(os.environ.get("ARCHIVE_EVERY_SECONDS", "30")),
+    },
+    "retention-run": {
+        "task": "records.tasks.retention_run",
+        "schedule": float(os.environ.get("RETENTION_EVERY_SECONDS", "3600")),
+    },
 }
+# How long the archiver keeps reading a timeline id it stepped over (not yet committed on
+# PostgreSQL) before taking it for a rolled-back insert.
+ARCHIVE_HOLE_GRACE_SECONDS = int(os.environ.get("ARCHIVE_HOLE_GRACE_SECONDS", "3600"))
 
 # The Matrix homeserver every account lives on.
 MATRIX_HOMESERVER_URL = os.environ.get("MATRIX_HOMESERVER_URL", "").rstrip("/")
