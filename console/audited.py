@@ -17,14 +17,17 @@ class AuditedAdminMixin:
     """Put first in a ModelAdmin's bases (ConsoleAdminSite.register does it for every admin).
 
     A ModelAdmin that records a more precise action itself sets `audit_additions = False` (or
-    `audit_changes`), so one action makes one entry."""
+    `audit_changes`, `audit_deletions`), so one action makes one entry."""
 
-    audit_additions = True
-    audit_changes = True
+    # No defaults as class attributes here: the site puts this mixin FIRST in the bases, so its
+    # own attributes would hide the flags the ModelAdmin behind it sets.
+
+    def _audits(self, what: str) -> bool:
+        return getattr(self, f"audit_{what}", True)
 
     def log_addition(self, request, obj, message):
         entry = super().log_addition(request, obj, message)
-        if self.audit_additions:
+        if self._audits("additions"):
             record_action(
                 action="admin.add",
                 target=admin_target(obj),
@@ -35,7 +38,7 @@ class AuditedAdminMixin:
 
     def log_change(self, request, obj, message):
         entry = super().log_change(request, obj, message)
-        if self.audit_changes:
+        if self._audits("changes"):
             record_action(
                 action="admin.change",
                 target=admin_target(obj),
@@ -49,12 +52,16 @@ class AuditedAdminMixin:
         return entry
 
     def delete_model(self, request, obj):
+        if not self._audits("deletions"):
+            return super().delete_model(request, obj)
         target, details = admin_target(obj), _deleted(obj)
         with transaction.atomic(using=router.db_for_write(obj.__class__)):
             super().delete_model(request, obj)
             record_action(action="admin.delete", target=target, request=request, details=details)
 
     def delete_queryset(self, request, queryset):
+        if not self._audits("deletions"):
+            return super().delete_queryset(request, queryset)
         with transaction.atomic(using=router.db_for_write(queryset.model)):
             doomed = [(admin_target(obj), _deleted(obj)) for obj in queryset]
             super().delete_queryset(request, queryset)

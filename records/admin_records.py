@@ -79,6 +79,9 @@ class ArchiveChainAdmin(_ReadOnly):
 
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(admin.ModelAdmin):
+    # Each change is in the audit log as what it means (retention.policy_*), not as a bare
+    # admin.add/change/delete as well (console/audited.py).
+    audit_additions = audit_changes = audit_deletions = False
     list_display = ("scope", "keep_days", "note", "updated_at", "updated_by")
     fields = ("room_id", "keep_days", "note", "updated_at", "updated_by")
     readonly_fields = ("updated_at", "updated_by")
@@ -107,6 +110,7 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
 @admin.register(LegalHold)
 class LegalHoldAdmin(admin.ModelAdmin):
+    audit_additions = audit_changes = False  # logged as retention.hold_* (placed, released)
     list_display = ("target", "kind", "reason", "active", "placed_at", "placed_by", "released_at")
     list_filter = ("kind", ("released_at", admin.EmptyFieldListFilter))
     search_fields = ("=target", "reason")
