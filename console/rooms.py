@@ -6,7 +6,16 @@ from django.http import HttpRequest
 
 from accounts import services as accounts
 from accounts.matrix import synapse_admin
+from records import retention
 from records.audit import record_action
+
+
+class RoomActionRefused(Exception):
+    """An action the workspace's own rules forbid (a legal hold), with the reason to show."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _url_and_token() -> tuple[str, str]:
@@ -40,7 +49,15 @@ def room_delete(
     request: HttpRequest | None = None,
 ) -> str:
     """Starts the homeserver's delete; returns its delete id (the homeserver finishes it in the
-    background: its status is in the audit entry's details for whoever follows it up)."""
+    background: its status is in the audit entry's details for whoever follows it up).
+
+    A room under legal hold is not purged: the hold keeps every copy of its history, the
+    homeserver's included, until it is released."""
+    if purge and room_id in retention.active_holds()[1]:
+        raise RoomActionRefused(
+            "This room is under legal hold: its history cannot be purged until the hold is "
+            "released. Delete it without purging, or release the hold first."
+        )
     url, token = _url_and_token()
     delete_id = synapse_admin.delete_room(
         url, admin_token=token, room_id=room_id, purge=purge, block=block, message=message

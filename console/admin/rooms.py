@@ -157,7 +157,7 @@ class OrgRoomAdmin(admin.ModelAdmin):
             try:
                 act(room)
                 count += 1
-            except MatrixError as error:
+            except (MatrixError, room_actions.RoomActionRefused) as error:
                 self.message_user(request, f"{room.room_id}: {error.message}", messages.ERROR)
         if count:
             self.message_user(request, f"{done}: {count} room(s).", messages.SUCCESS)

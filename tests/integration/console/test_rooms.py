@@ -11,7 +11,7 @@ from accounts.matrix.errors import MatrixError
 from accounts.matrix.http import matrix_request, quote
 from accounts.models import MatrixAccount
 from console import people
-from records.models import AuditEntry
+from records.models import AuditEntry, LegalHold
 from rooms.models import Room
 from tests.integration.console.conftest import ADMIN_ADDRESS, unique
 from tests.integration.rooms.helpers import as_user, send_event, sync_and_ingest, text
@@ -150,3 +150,20 @@ def test_staff_without_the_room_permission_cannot_act(staff_client_with, org_roo
     assert not admin_api("GET", f"/_synapse/admin/v1/rooms/{quote(room.room_id)}/block")["block"]
     assert not AuditEntry.objects.filter(action__startswith="room.").exists()
     assert staff_client_with().get(ROOMS).status_code == 403
+
+
+def test_a_room_under_legal_hold_is_not_purged(admin_browser, org_rooms):
+    _alice, ids = org_rooms
+    held = Room.objects.get(room_id=ids["plain"])
+    LegalHold.objects.create(kind=LegalHold.ROOM, target=held.room_id, reason="Litigation")
+    page = admin_browser.post(
+        ROOMS,
+        {"action": "delete_rooms", "_selected_action": [held.pk], "confirm": "yes", "purge": "on"},
+        follow=True,
+    )
+    assert "under legal hold" in page.content.decode()
+    # The homeserver still has the room, and nothing was started or logged as started.
+    assert admin_api("GET", f"/_synapse/admin/v1/rooms/{quote(held.room_id)}")["room_id"] == (
+        held.room_id
+    )
+    assert not AuditEntry.objects.filter(action="room.delete").exists()
