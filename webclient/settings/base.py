@@ -220,6 +220,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rooms.tasks.sync_reconcile",
         "schedule": float(os.environ.get("SYNC_RECONCILE_SECONDS", "15")),
     },
+    # Catches what the nudge after each sync missed (a late key, a skipped id, a lost task).
+    "search-index": {
+        "task": "rooms.tasks.search_index_run",
+        "schedule": float(os.environ.get("SEARCH_INDEX_SECONDS", "10")),
+    },
 }
 
 # The Matrix homeserver every account lives on.

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 
 from accounts.models import MatrixAccount
 from rooms.models import Event, Membership, Room, SearchDocument, SearchIndexState, TimelineEntry
@@ -184,3 +185,55 @@ def test_ids_committed_out_of_order_are_read_when_they_appear():
     search_index_run()
     assert found(alice, "bravo") == [skipped.event_id]
     assert 1001 not in [hole[0] for hole in SearchIndexState.objects.get().holes]
+
+
+def test_search_page_escapes_message_html_and_opens_the_message_in_context():
+    alice = person("alice")
+    room = room_of(alice)
+    before = [event(room, alice.mxid, {"body": f"earlier {n}"}, seen_by=[alice]) for n in range(3)]
+    evil = event(
+        room,
+        alice.mxid,
+        {
+            "body": '<img src=x onerror="alert(1)"> quarterly <script>alert(2)</script>',
+            "format": "org.matrix.custom.html",
+            "formatted_body": '<img src=x onerror="alert(1)"> quarterly',
+        },
+        seen_by=[alice],
+        html="quarterly",  # what the ingest sanitizer keeps of formatted_body
+    )
+    event(room, alice.mxid, {"body": "later"}, seen_by=[alice])
+    search_index_run()
+    client = Client()
+    client.force_login(alice.user)
+    page = client.get("/search/", {"q": "quarterly"}).content.decode()
+    assert "<mark>quarterly</mark>" in page
+    assert "<img src=x" not in page and "<script>alert" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    entry = TimelineEntry.objects.get(account=alice, event=evil)
+    assert f"/rooms/{room.room_id}/messages/{entry.pk}/?q=quarterly#ev-{entry.pk}" in page
+    context = client.get(f"/rooms/{room.room_id}/messages/{entry.pk}/").content.decode()
+    assert f'id="ev-{entry.pk}"' in context and "earlier 0" in context and "later" in context
+    assert "<img src=x" not in context and "<script>alert" not in context
+    assert before
+
+
+def test_another_persons_message_cannot_be_opened_in_context():
+    alice, bob = person("alice"), person("bob")
+    room = room_of(alice, bob)
+    secret = event(room, alice.mxid, {"body": "only alice"}, seen_by=[alice])
+    entry = TimelineEntry.objects.get(account=alice, event=secret)
+    client = Client()
+    client.force_login(bob.user)
+    assert client.get(f"/rooms/{room.room_id}/messages/{entry.pk}/").status_code == 404
+    assert "only alice" not in client.get("/search/", {"q": "alice"}).content.decode()
+
+
+def test_bad_filters_get_a_clear_message():
+    alice = person("alice")
+    client = Client()
+    client.force_login(alice.user)
+    page = client.get(
+        "/search/", {"q": "x", "since": "yesterday", "sender": "bob"}
+    ).content.decode()
+    assert "From must be a date" in page and "Sender must be a Matrix ID" in page

@@ -8,7 +8,10 @@ def test_japanese_is_split_into_bigrams_with_the_last_character_alone():
 
 
 def test_words_are_lowercased_and_width_folded():
-    assert document_tokens("Quarterly REPORT, \uff46\uff55\uff4c\uff4c-width!") == "quarterly report full width"
+    assert (
+        document_tokens("Quarterly REPORT, \uff46\uff55\uff4c\uff4c-width!")
+        == "quarterly report full width"
+    )
 
 
 def test_a_two_character_query_is_one_token_and_longer_ones_a_phrase():
