@@ -7,7 +7,7 @@ the content for everyone, so the shared row takes the redacted form, and its med
 
 from collections.abc import Iterable
 
-from rooms.models import Event, MediaReference
+from rooms.models import Event, MediaReference, SearchDocument
 
 
 def _redacted_by_server(event: dict) -> bool:
@@ -47,4 +47,5 @@ def apply_server_redactions(events: Iterable[dict], stored: dict[str, int]) -> l
         changed.append(row.event_id)
     if changed:
         MediaReference.objects.filter(event__event_id__in=changed).delete()
+        SearchDocument.objects.filter(event__event_id__in=changed).delete()
     return changed

@@ -61,12 +61,14 @@ def search_page(request: HttpRequest) -> HttpResponse:
             )
         except search.SearchQueryError as failure:
             errors.append(str(failure))
+    more_query = request.GET.copy()
+    more_query.pop("before", None)
     context = {
         "query": query,
         "filters": filters,
         "page": page,
         "errors": errors,
-        "more_query": request.GET.copy(),
+        "more_query": more_query,
     }
     if request.htmx and request.GET.get("before"):
         return render(request, "rooms/search.html#hits", context)

@@ -10,8 +10,9 @@ from django.test import Client
 
 from accounts.models import MatrixAccount
 from rooms.models import Event, Membership, Room, SearchDocument, SearchIndexState, TimelineEntry
+from rooms.redactions import apply_server_redactions
 from rooms.search import SearchFilters, search_messages
-from rooms.search_index import search_index_run
+from rooms.search_index import reindex_events, search_index_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 _ids = itertools.count(1)
@@ -237,3 +238,21 @@ def test_bad_filters_get_a_clear_message():
         "/search/", {"q": "x", "since": "yesterday", "sender": "bob"}
     ).content.decode()
     assert "From must be a date" in page and "Sender must be a Matrix ID" in page
+
+
+def test_a_copy_the_server_redacted_removes_the_message_from_search():
+    alice = person("alice")
+    room = room_of(alice)
+    gone = event(room, alice.mxid, {"body": "withdrawn offer"}, seen_by=[alice])
+    search_index_run()
+    assert found(alice, "offer") == [gone.event_id]
+    redacted_copy = {
+        "type": "m.room.message",
+        "event_id": gone.event_id,
+        "content": {},
+        "unsigned": {"redacted_because": {"type": "m.room.redaction"}},
+    }
+    apply_server_redactions([redacted_copy], {gone.event_id: gone.pk})
+    assert found(alice, "offer") == []
+    reindex_events([gone.event_id])  # recomputing from the stored row keeps it out
+    assert found(alice, "offer") == []
