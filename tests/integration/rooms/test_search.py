@@ -80,6 +80,7 @@ async def test_each_person_finds_only_what_their_own_account_received(synapse, m
         doomed = await sync_to_async(colleague.say)(room_id, "confidential merger notes")
         secret = await sync_to_async(outsider.say)(outsider_room, "会議 budget of the outsider")
         await until(has_event(viewer, doomed))
+        await until(has_event(colleague, doomed))
         await until(has_event(outsider, secret))
         await indexed()
 
@@ -116,8 +117,9 @@ async def test_each_person_finds_only_what_their_own_account_received(synapse, m
             f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(doomed)}/r1",
             {"reason": "oops"},
         )
-        await until(has_event(viewer, edit))
-        await until(has_event(viewer, redaction["event_id"]))
+        for person in (viewer, colleague):
+            await until(has_event(person, edit))
+            await until(has_event(person, redaction["event_id"]))
         await indexed()
         assert await found(viewer, "lunch") == []
         assert await found(viewer, "dinner") == [lunch]
@@ -149,6 +151,7 @@ async def test_an_encrypted_message_is_found_by_the_device_that_decrypted_it_onl
             await until(sealed_for(viewer, secret))
             later = await peer_send(peer, room_id, "later minutes for everyone")
             await until(readable_for(viewer, later))
+            await until(readable_for(colleague, later))
             await indexed()
 
             assert await found(colleague, "会議") == [secret]
