@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import MatrixAccount
-from rooms.models import Membership, Room
+from rooms.models import Membership, Room, RoomState
 from rooms.search_tokens import Term, fts5_query, postgres_tsquery, query_terms
 
 PAGE = 20
@@ -165,8 +165,6 @@ def _hits(account: MatrixAccount, rows: list, terms: list[Term]) -> list[SearchH
 
 
 def _sender_names(room_ids: set[int], senders: set[str]) -> dict[tuple[int, str], str]:
-    from rooms.models import RoomState
-
     names = {}
     for room_id, user_id, content in RoomState.objects.filter(
         room_id__in=room_ids, event_type="m.room.member", state_key__in=senders
