@@ -551,3 +551,53 @@ class PinnedIdentity(models.Model):
     @property
     def changed(self) -> bool:
         return self.pinned_master_key != self.seen_master_key
+
+
+class SearchDocument(models.Model):
+    """A message's searchable text, once per event (like Event): who may find it is decided at
+    query time by the searcher's own timeline rows (rooms/search.py), never by this row.
+
+    The id is the order results come in, newest first: origin_server_ts * 10^6 + the event's id
+    modulo 10^6, so both databases walk their full-text index in id order and stop after a page,
+    however common the word. Tokens are rooms/search_tokens.py's; PostgreSQL indexes them in a
+    generated tsvector column, SQLite in an FTS5 table (both made by the migration)."""
+
+    id = models.BigIntegerField(primary_key=True)
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="search_document")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    sender = models.CharField(max_length=255)
+    origin_server_ts = models.BigIntegerField(default=0)
+    has_file = models.BooleanField(default=False)
+    # Still encrypted for every device here: no text yet, looked at again on each indexer run.
+    pending = models.BooleanField(default=False)
+    # The text shown and searched: the latest edit's when the message was edited.
+    body = models.TextField(blank=True)
+    tokens = models.TextField(blank=True)
+    # The edit the text comes from (NULL: the message itself): a searcher must have read it too.
+    text_event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["room", "-id"], name="search_document_room"),
+            models.Index(
+                fields=["event"], name="search_document_pending", condition=models.Q(pending=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"search document of {self.event_id}"
+
+
+class SearchIndexState(models.Model):
+    """How far the search indexer has followed the Event table: every id up to `high_water` was
+    read, except `holes` (ids skipped because a transaction had not committed yet, re-read on
+    each run until they appear or expire: [[id, first_seen_unix], ...])."""
+
+    high_water = models.BigIntegerField(default=0)
+    holes = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"search index at {self.high_water} ({len(self.holes)} holes)"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from django.dispatch import Signal
 
-from rooms.models import Event, MediaReference
+from rooms.models import Event, MediaReference, SearchDocument
 
 # sender=Event, rows=[Event, ...] still holding their full content.
 content_removing = Signal()
@@ -60,4 +60,5 @@ def apply_server_redactions(events: Iterable[dict], stored: dict[str, int]) -> l
         changed.append(row.event_id)
     if changed:
         MediaReference.objects.filter(event__event_id__in=changed).delete()
+        SearchDocument.objects.filter(event__event_id__in=changed).delete()
     return changed

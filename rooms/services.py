@@ -21,6 +21,7 @@ from rooms import (
     previews,
     read_markers,
     redactions,
+    search_index,
 )
 from rooms.gaps import gap_advance, gap_record
 from rooms.metrics import ingest_observed
@@ -459,6 +460,7 @@ def _ingest_joined(
         previews.schedule(
             account_id=account_id, events=joined.timeline, encrypted=membership.is_encrypted
         )
+        search_index.schedule()
     return new_events
 
 
@@ -1138,6 +1140,8 @@ def events_decrypted(
         clear = {plain["event_id"]: plain for plain, _ in decrypted}
         envelopes = {envelope["event_id"]: envelope for _, envelope in decrypted}
         changed = _decrypt_in_place(clear, envelopes)
+        if changed:
+            search_index.schedule()  # their clear text becomes searchable
         unsealed = list(
             TimelineEntry.objects.filter(
                 account_id=lease.account_id, sealed=True, event__event_id__in=list(clear)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts import log_context
-from rooms import metrics, previews
+from rooms import metrics, previews, search_index
 from rooms.models import SyncHostRecord
 from rooms.sync.host import SyncHost
 from rooms.sync.leases import accounts_without_owner, live_hosts
@@ -72,3 +72,10 @@ def sync_reconcile() -> int:
 def link_previews_fetch(account_id: int, event_ids: list[str]) -> int:
     """Previews of links in new messages, from the homeserver's preview API."""
     return previews.fetch(account_id=account_id, event_ids=event_ids)
+
+
+@shared_task(name="rooms.tasks.search_index_run", ignore_result=True)
+def search_index_run() -> int:
+    """Index messages stored since the last run (beat, and a nudge after each sync that stored
+    new events); returns how many events were read."""
+    return search_index.search_index_run()

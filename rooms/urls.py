@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import views
+from rooms import search_views, views
 
 app_name = "rooms"
 urlpatterns = [
@@ -11,6 +11,7 @@ urlpatterns = [
     path("people/", views.people, name="people"),
     path("people/message/", views.message_person, name="message_person"),
     path("explore/", views.explore, name="explore"),
+    path("search/", search_views.search_page, name="search"),
     path("security/", views.security, name="security"),
     path("security/verify/", views.verification_start, name="verification_start"),
     path(
@@ -25,6 +26,11 @@ urlpatterns = [
     ),
     path("rooms/<str:room_id>/", views.room_detail, name="room"),
     path("rooms/<str:room_id>/events/", views.room_events, name="events"),
+    path(
+        "rooms/<str:room_id>/messages/<int:stream_id>/",
+        search_views.message_context,
+        name="message",
+    ),
     path("rooms/<str:room_id>/send/", views.room_send, name="send"),
     path("rooms/<str:room_id>/outbox/<str:txn_id>/retry/", views.outbox_retry, name="retry"),
     path("rooms/<str:room_id>/read/", views.room_read, name="read"),

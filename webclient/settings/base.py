@@ -235,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "records.tasks.retention_run",
         "schedule": float(os.environ.get("RETENTION_EVERY_SECONDS", "3600")),
     },
+    # Catches what the nudge after each sync missed (a late key, a skipped id, a lost task).
+    "search-index": {
+        "task": "rooms.tasks.search_index_run",
+        "schedule": float(os.environ.get("SEARCH_INDEX_SECONDS", "10")),
+    },
 }
 # How long the archiver keeps reading a timeline id it stepped over (not yet committed on
 # PostgreSQL) before taking it for a rolled-back insert.

@@ -18,6 +18,7 @@ from accounts.models import MatrixAccount
 from rooms import media, open_pages
 from rooms.models import Membership, TimelineEntry
 from rooms.notify import account_group
+from rooms.search_index import search_index_run
 from tests.fixtures.images import PNG
 from tests.integration.rooms.helpers import join, signed_in_account
 from tests.integration.rooms.test_encryption import running_host, until
@@ -64,12 +65,20 @@ class Person:
             self.client.get(f"/rooms/{room_id}/events/", {"after": 0}).content.decode(),
             self.client.get("/rooms/list/").content.decode(),
             self.client.get("/").content.decode(),
+            self.search("mark"),  # every marker text holds the word
         ]
         if thread_root:
             parts.append(
                 self.client.get(f"/rooms/{room_id}/thread/", {"root": thread_root}).content.decode()
             )
         return "\n".join(parts)
+
+    def search(self, query: str) -> str:
+        """The search page after the indexer caught up with everything stored (highlights
+        taken out, so a marker text reads whole)."""
+        search_index_run()
+        page = self.client.get("/search/", {"q": query}).content.decode()
+        return page.replace("<mark>", "").replace("</mark>", "")
 
     async def media(self, uri: str) -> list[tuple[int, bytes]]:
         """The file and its thumbnail through our proxy, as the browser would ask for them."""
