@@ -752,4 +752,34 @@
     document.getElementById("mention-suggestions")?.setAttribute("hidden", "");
     send(form, text);
   });
+
+  // Unread counts in the page title and a favicon badge, from the room list's totals (the
+  // homeserver's push-rule counts): every room-list refresh, live or polled, updates both.
+  let baseTitle = null;
+  let baseIcon = null;
+  function badgeIcon(unread, mentions) {
+    const text = (mentions || unread) > 99 ? "99+" : String(mentions || unread);
+    const colour = mentions ? "#d93025" : "#5b6478";
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">' +
+      '<rect width="32" height="32" rx="7" fill="#2f6fed"/><path d="M8 10h16v10H14l-6 5z" fill="#fff"/>' +
+      '<circle cx="23" cy="9" r="9" fill="' + colour + '"/>' +
+      '<text x="23" y="13" font-size="' + (text.length > 1 ? 9 : 12) + '" font-family="sans-serif"' +
+      ' font-weight="700" text-anchor="middle" fill="#fff">' + text + "</text></svg>";
+    return "data:image/svg+xml," + encodeURIComponent(svg);
+  }
+  function showUnread() {
+    const list = document.getElementById("room-list");
+    const icon = document.querySelector('link[rel="icon"]');
+    if (baseTitle === null) baseTitle = document.title;
+    if (icon && baseIcon === null) baseIcon = icon.getAttribute("href");
+    const unread = Number(list?.dataset.unread || 0);
+    const mentions = Number(list?.dataset.mentions || 0);
+    let prefix = "";
+    if (unread && mentions) prefix = "(" + unread + " · @" + mentions + ") ";
+    else if (unread || mentions) prefix = "(" + (unread || "@" + mentions) + ") ";
+    document.title = prefix + baseTitle;
+    if (icon) icon.setAttribute("href", unread || mentions ? badgeIcon(unread, mentions) : baseIcon);
+  }
+  document.addEventListener("DOMContentLoaded", showUnread);
+  document.addEventListener("htmx:afterSettle", showUnread);  // cheap: two attributes
 })();
