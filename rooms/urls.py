@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import views
+from rooms import notification_views, views
 
 app_name = "rooms"
 urlpatterns = [
@@ -12,6 +12,12 @@ urlpatterns = [
     path("people/message/", views.message_person, name="message_person"),
     path("explore/", views.explore, name="explore"),
     path("security/", views.security, name="security"),
+    path("notifications/", notification_views.notifications, name="notifications"),
+    path(
+        "rooms/<str:room_id>/notifications/",
+        notification_views.room_level,
+        name="notification_level",
+    ),
     path("security/verify/", views.verification_start, name="verification_start"),
     path(
         "security/identities/acknowledge/",
