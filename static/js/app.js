@@ -763,7 +763,7 @@
     const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">' +
       '<rect width="32" height="32" rx="7" fill="#2f6fed"/><path d="M8 10h16v10H14l-6 5z" fill="#fff"/>' +
       '<circle cx="23" cy="9" r="9" fill="' + colour + '"/>' +
-      '<text x="23" y="13" font-size="' + (text.length > 1 ? 9 : 12) + '" font-family="sans-serif"' +
+      '<text x="23" y="13" font-size="' + (text.length > 2 ? 7 : text.length > 1 ? 9 : 12) + '" font-family="sans-serif"' +
       ' font-weight="700" text-anchor="middle" fill="#fff">' + text + "</text></svg>";
     return "data:image/svg+xml," + encodeURIComponent(svg);
   }

@@ -55,23 +55,35 @@ RECORD_NOTIFICATIONS = """() => {
 }"""
 
 
-def test_a_mention_while_the_tab_is_hidden_shows_a_browser_notification(
+def test_a_mention_or_direct_message_while_the_tab_is_hidden_shows_a_browser_notification(
     page, workspace, matrix_user_factory, bob
 ):
     page.context.grant_permissions(["notifications"], origin=workspace.url)
     alice = matrix_user_factory()
     room_id = open_shared_room(page, workspace, alice, bob, "Team")
+    page.click("text=Message someone")
+    page.fill("#people-q", bob.localpart)
+    page.click("#people-results button:has-text('Message')")
+    page.wait_for_selector("#composer-body")
+    direct_id, _member = bob.wait_for_invite()
+    bob.join(direct_id)
+    page.wait_for_selector("#room-list a[data-direct]")
     page.goto(workspace.url + "/notifications/")
     page.wait_for_selector("#browser-notifications-state >> text=Allowed")
     page.evaluate(RECORD_NOTIFICATIONS)  # the person switches to another tab
 
-    bob.send(room_id, "just chatting")
-    page.wait_for_selector("#room-list a[data-unread='1']")
+    bob.send(room_id, "just chatting")  # a group room's message: counted, no notification
+    page.wait_for_selector("#room-list a[data-unread='1']:not([data-direct])")
+    bob.send(direct_id, "are you there?")
+    page.wait_for_function("() => window.shownNotifications.length > 0")
     bob.send_event(
         room_id,
         "m.room.message",
         {"msgtype": "m.text", "body": "lunch?", "m.mentions": {"user_ids": [alice.user_id]}},
     )
-    page.wait_for_function("() => window.shownNotifications.length > 0")
-    assert page.evaluate("() => window.shownNotifications") == [["Team", "You were mentioned"]]
+    page.wait_for_function("() => window.shownNotifications.length > 1")
+    shown = page.evaluate("() => window.shownNotifications")
+    assert shown[0][1] == "New message"
+    assert shown[1] == ["Team", "You were mentioned"]
+    assert len(shown) == 2
     assert page.errors == []
