@@ -62,6 +62,8 @@ def keyword_add(*, account: MatrixAccount, text: str) -> str:
 
 
 def keyword_remove(*, account: MatrixAccount, keyword: str) -> None:
+    if not keyword or keyword.startswith("."):  # dot ids are the homeserver's own rules
+        raise SettingRejected("That is not one of your keywords.")
     push_rules.remove_keyword(
         account.homeserver_url, access_token=account.access_token, keyword=keyword
     )

@@ -134,3 +134,7 @@ async def test_a_bad_keyword_is_refused_with_a_reason(client, matrix_user_factor
         )
         assert response.status_code == 400
         assert reason in response.content.decode()
+    server_rule = {"keyword": ".m.rule.contains_user_name", "action": "remove"}
+    response = await sync_to_async(client.post)("/notifications/", server_rule)
+    assert response.status_code == 400
+    assert await sync_to_async(rule)(me, "content", ".m.rule.contains_user_name") is not None
