@@ -1,6 +1,9 @@
 """Reading levels and keywords out of a push rule set, as Element writes them."""
 
+import pytest
+
 from accounts.matrix.push_rules import settings_from_ruleset
+from rooms.notification_settings import SettingRejected, check_keyword
 
 ROOM = "!a:hs"
 
@@ -38,3 +41,10 @@ def test_levels_and_keywords_from_element_style_rules():
 def test_a_malformed_rule_set_reads_as_defaults():
     settings = settings_from_ruleset({"override": "nope", "room": [None, {"x": 1}]})
     assert settings.levels == {} and settings.keywords == []
+
+
+def test_keywords_are_tidied_or_refused_with_a_reason():
+    assert check_keyword("  release   train ") == "release train"
+    for typed, reason in [("", "Type"), ("x" * 101, "at most"), (".a", "dot"), ("a*", "*")]:
+        with pytest.raises(SettingRejected, match=reason.replace("*", r"\*")):
+            check_keyword(typed)
