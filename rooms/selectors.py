@@ -110,6 +110,17 @@ class RoomList:
     def is_empty(self) -> bool:
         return not (self.invites or self.rooms or self.direct or self.spaces)
 
+    @property
+    def unread_total(self) -> int:
+        """Notifying messages across joined rooms (the homeserver's push-rule counts): the page
+        title and favicon badge show it, so no extra query."""
+        return sum(m.notification_count for m in (*self.spaces, *self.rooms, *self.direct))
+
+    @property
+    def mention_total(self) -> int:
+        """Highlights (mentions, keywords) across joined rooms."""
+        return sum(m.highlight_count for m in (*self.spaces, *self.rooms, *self.direct))
+
 
 def room_list(*, account: MatrixAccount) -> RoomList:
     """Joined rooms and pending invites, most recent first (one query, plus one for sync state)."""

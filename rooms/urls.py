@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import search_views, views
+from rooms import notification_views, search_views, views
 
 app_name = "rooms"
 urlpatterns = [
@@ -13,6 +13,12 @@ urlpatterns = [
     path("explore/", views.explore, name="explore"),
     path("search/", search_views.search_page, name="search"),
     path("security/", views.security, name="security"),
+    path("notifications/", notification_views.notifications, name="notifications"),
+    path(
+        "rooms/<str:room_id>/notifications/",
+        notification_views.room_level,
+        name="notification_level",
+    ),
     path("security/verify/", views.verification_start, name="verification_start"),
     path(
         "security/identities/acknowledge/",

@@ -752,4 +752,85 @@
     document.getElementById("mention-suggestions")?.setAttribute("hidden", "");
     send(form, text);
   });
+
+  // Unread counts in the page title and a favicon badge, from the room list's totals (the
+  // homeserver's push-rule counts): every room-list refresh, live or polled, updates both.
+  let baseTitle = null;
+  let baseIcon = null;
+  function badgeIcon(unread, mentions) {
+    const text = (mentions || unread) > 99 ? "99+" : String(mentions || unread);
+    const colour = mentions ? "#d93025" : "#5b6478";
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">' +
+      '<rect width="32" height="32" rx="7" fill="#2f6fed"/><path d="M8 10h16v10H14l-6 5z" fill="#fff"/>' +
+      '<circle cx="23" cy="9" r="9" fill="' + colour + '"/>' +
+      '<text x="23" y="13" font-size="' + (text.length > 2 ? 7 : text.length > 1 ? 9 : 12) + '" font-family="sans-serif"' +
+      ' font-weight="700" text-anchor="middle" fill="#fff">' + text + "</text></svg>";
+    return "data:image/svg+xml," + encodeURIComponent(svg);
+  }
+  function showUnread() {
+    const list = document.getElementById("room-list");
+    const icon = document.querySelector('link[rel="icon"]');
+    if (baseTitle === null) baseTitle = document.title;
+    if (icon && baseIcon === null) baseIcon = icon.getAttribute("href");
+    const unread = Number(list?.dataset.unread || 0);
+    const mentions = Number(list?.dataset.mentions || 0);
+    let prefix = "";
+    if (unread && mentions) prefix = "(" + unread + " · @" + mentions + ") ";
+    else if (unread || mentions) prefix = "(" + (unread || "@" + mentions) + ") ";
+    document.title = prefix + baseTitle;
+    if (icon) icon.setAttribute("href", unread || mentions ? badgeIcon(unread, mentions) : baseIcon);
+  }
+  document.addEventListener("DOMContentLoaded", showUnread);
+  document.addEventListener("htmx:afterSettle", showUnread);  // cheap: two attributes
+
+  // Browser notifications while the tab is hidden, for mentions (and keywords) and direct
+  // messages: a room-list refresh (the live hint) whose counts rose since the last one. The
+  // counts are the homeserver's, so a room set to "off" or "mentions" stays quiet here too.
+  let seenCounts = null;
+  function notifyRisen() {
+    const now = new Map();
+    document.querySelectorAll("#room-list a.room-entry[data-unread]").forEach((a) => {
+      now.set(a.getAttribute("href"), {
+        unread: Number(a.dataset.unread), mentions: Number(a.dataset.mentions),
+        direct: a.hasAttribute("data-direct"), name: a.querySelector(".room-name")?.textContent || "",
+      });
+    });
+    if (!document.getElementById("room-list")) return;
+    const before = seenCounts;
+    seenCounts = now;
+    if (!before || document.visibilityState !== "hidden") return;
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    now.forEach((counts, href) => {
+      const was = before.get(href) || { unread: 0, mentions: 0 };
+      let body = "";
+      if (counts.mentions > was.mentions) {
+        body = counts.mentions === 1 ? "You were mentioned" : counts.mentions + " mentions";
+      } else if (counts.direct && counts.unread > was.unread) {
+        body = counts.unread === 1 ? "New message" : counts.unread + " new messages";
+      }
+      if (!body) return;
+      const shown = new Notification(counts.name, { body, tag: href, icon: baseIcon || undefined });
+      shown.onclick = () => { window.focus(); location.href = href; };
+    });
+  }
+  document.addEventListener("DOMContentLoaded", notifyRisen);
+  document.addEventListener("htmx:afterSettle", notifyRisen);
+
+  // The Notifications page's button asks for permission (browsers only allow it on a click).
+  function permissionState() {
+    const state = document.getElementById("browser-notifications-state");
+    if (!state) return;
+    const permission = "Notification" in window ? Notification.permission : "unsupported";
+    state.textContent = {
+      granted: "Allowed in this browser.",
+      denied: "Blocked: allow notifications for this site in the browser's settings.",
+      unsupported: "This browser cannot show notifications.",
+    }[permission] || "";
+    document.getElementById("browser-notifications").hidden = permission !== "default";
+  }
+  document.addEventListener("DOMContentLoaded", permissionState);
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest?.("#browser-notifications")) return;
+    Notification.requestPermission().then(permissionState);
+  });
 })();
