@@ -45,9 +45,11 @@ from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, SyncBatch, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
 from rooms.sync.fence import LeaseFence, lease_db, run_on_own_connection
+from rooms.sync.first_sync import first_sync_parts
 from rooms.sync.gap_filler import GapFiller
 from rooms.sync.lease_keeper import LeaseKeeper
 from rooms.sync.leases import LeaseLost
+from rooms.sync.startup import FirstRound, StartupGate, unbounded
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,14 @@ class AccountSync:
         lease: LeaseHandle,
         http: aiohttp.ClientSession,
         crypto: AccountCrypto | None = None,
+        startup: StartupGate | None = None,
     ) -> None:
         self.lease = lease
         self.http = http
         self.crypto = crypto or AccountCrypto(LeaseFence(lease))
+        self.startup = startup or unbounded()  # the host's: a few first rounds at a time
+        self._first_round: FirstRound | None = None  # held until the first sync is stored
+        self._set_up_later: selectors.Device | None = None  # a new account's deferred setup
         self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
         # Since the heartbeat last wrote them: when a sync was last stored, when one last failed.
         self.synced_at: datetime | None = None
@@ -133,21 +139,30 @@ class AccountSync:
         still ingested one by one in the order they came, each committed with its own next_batch
         under the lease, so a crash resumes from the last batch that was stored; a batch whose
         ingest fails transiently is retried, never skipped (see docs/decisions.md)."""
-        device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
-        since = await sync_to_async(services.sync_state_next_batch)(
-            account_id=self.lease.account_id
-        )
-        if not self.crypto.ready.is_set():
-            await self.crypto.open(device, self.lease, self.http)
-        ahead: asyncio.Queue[_Fetched] = asyncio.Queue(maxsize=self.FETCH_AHEAD)
-        fetcher = asyncio.create_task(
-            self._fetch(device, since, ahead), name=f"fetch-{self.lease.account_id}"
-        )
+        self._first_round = slot = await self.startup.first_round()
         try:
-            await self._process(device.user_id, ahead, fetcher)
+            device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
+            since = await sync_to_async(services.sync_state_next_batch)(
+                account_id=self.lease.account_id
+            )
+            if not self.crypto.ready.is_set():
+                # A new account syncs first and is set up after (startup.py): its keys are
+                # published by open(), which is what peers need to encrypt to it.
+                await self.crypto.open(device, self.lease, self.http, setup=bool(since))
+                self._set_up_later = None if since else device
+            if since:
+                slot.release()  # its first /sync is a long-poll: not worth a slot
+            ahead: asyncio.Queue[_Fetched] = asyncio.Queue(maxsize=self.FETCH_AHEAD)
+            fetcher = asyncio.create_task(
+                self._fetch(device, since, ahead), name=f"fetch-{self.lease.account_id}"
+            )
+            try:
+                await self._process(device.user_id, ahead, fetcher)
+            finally:
+                fetcher.cancel()
+                await asyncio.gather(fetcher, return_exceptions=True)
         finally:
-            fetcher.cancel()
-            await asyncio.gather(fetcher, return_exceptions=True)
+            slot.release()
 
     # Batches fetched but not yet taken up by _process: with one more long-poll in flight, at
     # most this many plus two batches of an account are in memory.
@@ -210,8 +225,10 @@ class AccountSync:
         while (fetched := await self._next_fetched(ahead, fetcher)) is not None:
             keys_arrived = await self.crypto.absorb(fetched.raw, fetched.batch)
             fetched.absorbed.set()
-            result = await self._ingest(own_user_id, fetched)
+            result = await self._ingest_parts(own_user_id, fetched)
             self.synced_at = timezone.now()  # for the operator, written by the lease renewal
+            if first_round:
+                await self._after_first_sync()
             if result.gaps or first_round:
                 self.gaps.wake.set()
             if keys_arrived or first_round:
@@ -241,7 +258,34 @@ class AccountSync:
         fetcher.result()  # raises what stopped it
         return None
 
-    async def _ingest(self, own_user_id: str, fetched: "_Fetched") -> services.IngestResult:
+    async def _ingest_parts(self, own_user_id: str, fetched: "_Fetched") -> services.IngestResult:
+        """Store a batch; an account's first sync in parts, each committed and pushed on its own
+        so the room list fills in as it is stored (first_sync.py)."""
+        if fetched.since:
+            return await self._ingest(own_user_id, fetched.batch, initial=False)
+        total = services.IngestResult(new_events=0, rooms_changed=0, gaps=0)
+        for part in first_sync_parts(fetched.batch):
+            result = await self._ingest(own_user_id, part, initial=True)
+            total = services.IngestResult(
+                new_events=total.new_events + result.new_events,
+                rooms_changed=total.rooms_changed + result.rooms_changed,
+                gaps=total.gaps + result.gaps,
+            )
+        return total
+
+    async def _after_first_sync(self) -> None:
+        """The first sync is stored: give the first-round slot to the next account, then set a
+        new account up (cross-signing, key backup) once no other first round is waiting."""
+        if self._first_round is not None:
+            self._first_round.release()
+        device, self._set_up_later = self._set_up_later, None
+        if device is not None:
+            async with self.startup.setup():
+                await self.crypto.set_up(device)
+
+    async def _ingest(
+        self, own_user_id: str, batch: SyncBatch, *, initial: bool
+    ) -> services.IngestResult:
         """Store one batch with its next_batch under the lease. A transient database error (the
         database restarting, a lock held too long) is retried with backoff on the same batch: the
         batches after it wait, none is skipped. A lost lease, or any other error (a bug), ends the
@@ -252,8 +296,8 @@ class AccountSync:
                 return await sync_to_async(services.sync_ingest)(
                     lease=self.lease,
                     own_user_id=own_user_id,
-                    batch=fetched.batch,
-                    initial=not fetched.since,
+                    batch=batch,
+                    initial=initial,
                 )
             except (OperationalError, InterfaceError) as error:
                 delay = min(backoff_delay(attempt), self.INGEST_RETRY_CAP)
@@ -563,6 +607,10 @@ class SyncHost:
             host_id=self.host_id, seconds=self.lease_seconds, on_lost=self._lost_elsewhere
         )
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Accounts claimed together start a few at a time, first syncs before deferred setup.
+        self.startup = StartupGate(
+            first_rounds=settings.SYNC_FIRST_ROUNDS, setups=settings.SYNC_SETUPS
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
@@ -635,7 +683,7 @@ class SyncHost:
         """Start the sync and outbox loops of an account we just claimed."""
         lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
         crypto = AccountCrypto(LeaseFence(lease, self.lease_seconds, since=claimed_at))
-        sync = AccountSync(lease, http, crypto)
+        sync = AccountSync(lease, http, crypto, self.startup)
         task = asyncio.create_task(sync.run(), name=f"sync-{account_id}")
         sender = OutboxSender(lease, http, crypto)
         outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
