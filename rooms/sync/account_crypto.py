@@ -61,22 +61,25 @@ class AccountCrypto:
         self.lease = lease
         if self.fence is None:
             self.fence = LeaseFence(lease)
-        crypto = CryptoDevice(
-            homeserver_url=device.homeserver_url,
-            user_id=device.user_id,
-            device_id=device.device_id,
-            access_token=device.access_token,
-            pickle_key=device.pickle_key,
-            records=DatabaseRecords(lease.account_id, device.device_id, self.fence),
-            legacy_store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
-            fence=self.fence,
-        )
+        records = DatabaseRecords(lease.account_id, device.device_id, self.fence)
+        await records.preload()  # one query, off the loop, instead of one per kind on it
         try:
+            crypto = CryptoDevice(
+                homeserver_url=device.homeserver_url,
+                user_id=device.user_id,
+                device_id=device.device_id,
+                access_token=device.access_token,
+                pickle_key=device.pickle_key,
+                records=records,
+                legacy_store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
+                fence=self.fence,
+            )
             await crypto.open(http)
         except CryptoUnavailable as error:
             self.unavailable = error.message
             log.error("encryption unavailable for %s: %s", device.user_id, error.message)
         else:
+            records.preload_done()
             self.device = crypto
             self.verifications = VerificationDriver(
                 lease, crypto, on_own_device_verified=self.own_device_verified
