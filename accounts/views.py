@@ -1,6 +1,7 @@
 """Sign in and out. Thin: the form calls the sign-in service, errors come back as form errors."""
 
 from django.contrib.auth import login, logout
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,10 +19,14 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         return redirect("rooms:home")
     form = SignInForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
-        login(request, form.user, backend="accounts.backends.MatrixPasswordBackend")
-        account = getattr(form.user, "matrix_account", None)
-        if account is not None:  # the first page then has nothing to write
-            page_session.session_keep(request, account_id=account.pk)
+        # One transaction for what signing in writes here (the session, its sign-in records):
+        # one wait for the database's write lock, not one per small write (session_store.py).
+        with transaction.atomic():
+            login(request, form.user, backend="accounts.backends.MatrixPasswordBackend")
+            account = getattr(form.user, "matrix_account", None)
+            if account is not None:  # the first page then has nothing to write
+                page_session.session_keep(request, account_id=account.pk)
+            request.session.save()
         target = request.GET.get("next", "")
         if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
             target = ""

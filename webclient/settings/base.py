@@ -256,6 +256,8 @@ KEY_REQUEST_RETRY_SECONDS = float(os.environ.get("KEY_REQUEST_RETRY_SECONDS", "3
 CRYPTO_STORE_DIR = Path(os.environ.get("WEBCLIENT_CRYPTO_STORE_DIR", DATA_DIR / "crypto")).resolve()
 
 SESSION_COOKIE_HTTPONLY = True
+# Database sessions that skip writing what they just wrote (the sign-in writes its session once).
+SESSION_ENGINE = "accounts.session_store"
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
