@@ -17,8 +17,11 @@ def claim_new_accounts(sender, instance: MatrixAccount, created: bool, **kwargs)
     nudge, which would cost the sign-in a Redis round trip and every host a claim."""
     if not (instance.is_active and instance.access_token):
         return
-    if not created and SyncLease.objects.filter(
-        account_id=instance.pk, expires_at__gt=timezone.now()
-    ).exclude(owner="").exists():
+    if (
+        not created
+        and SyncLease.objects.filter(account_id=instance.pk, expires_at__gt=timezone.now())
+        .exclude(owner="")
+        .exists()
+    ):
         return
     transaction.on_commit(notify.hosts_claim_now)
