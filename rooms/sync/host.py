@@ -103,6 +103,8 @@ class AccountSync:
         self.crypto = crypto or AccountCrypto(LeaseFence(lease))
         self.startup = startup or unbounded()  # the host's: a few first rounds at a time
         self._first_round: FirstRound | None = None  # held until the first sync is stored
+        self._started = time.monotonic()  # for the start-up log line: how long each part took
+        self._slot_at = 0.0
         self._set_up_later: selectors.Device | None = None  # a new account's deferred setup
         self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
         # Since the heartbeat last wrote them: when a sync was last stored, when one last failed.
@@ -140,6 +142,7 @@ class AccountSync:
         under the lease, so a crash resumes from the last batch that was stored; a batch whose
         ingest fails transiently is retried, never skipped (see docs/decisions.md)."""
         self._first_round = slot = await self.startup.first_round()
+        self._slot_at = time.monotonic()
         try:
             device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
             since = await sync_to_async(services.sync_state_next_batch)(
@@ -278,10 +281,28 @@ class AccountSync:
         new account up (cross-signing, key backup) once no other first round is waiting."""
         if self._first_round is not None:
             self._first_round.release()
+        stored = time.monotonic()
         device, self._set_up_later = self._set_up_later, None
         if device is not None:
             async with self.startup.setup():
+                set_up_at = time.monotonic()
                 await self.crypto.set_up(device)
+            log.info(
+                "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a "
+                "slot); set up %.1f s later (%.1f s of it waiting)",
+                self.lease.account_id,
+                stored - self._started,
+                self._slot_at - self._started,
+                time.monotonic() - stored,
+                set_up_at - stored,
+            )
+        else:
+            log.info(
+                "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a slot)",
+                self.lease.account_id,
+                stored - self._started,
+                self._slot_at - self._started,
+            )
 
     async def _ingest(
         self, own_user_id: str, batch: SyncBatch, *, initial: bool
