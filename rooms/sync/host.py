@@ -678,12 +678,17 @@ class SyncHost:
             if wanted <= 0:
                 break
             claimed_at = time.monotonic()
+            # A batch at a time: a claimed lease is renewed only once its account is started,
+            # and starting a thousand takes longer than a lease (startup.py).
+            batch = min(wanted, self.startup.claim_batch)
             tokens = await lease_db(
-                leases.leases_claim, owner=self.host_id, seconds=self.lease_seconds, limit=wanted
+                leases.leases_claim, owner=self.host_id, seconds=self.lease_seconds, limit=batch
             )
             for account_id, token in tokens.items():
                 await self._start(http, account_id, token, claimed_at)
             wanted = 0 if not tokens else wanted - len(tokens)
+            if wanted > 0 and len(tokens) == batch and _round == 2:
+                self.claim_now.set()  # more to claim: the next heartbeat comes at once
         surplus = balance.release_count(owned=len(self.owned), active=view.active, peers=view.peers)
         for account_id in list(self.owned)[len(self.owned) - surplus :]:
             log.info("%s gives account %s to a host with room", self.host_id, account_id)

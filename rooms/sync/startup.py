@@ -40,6 +40,9 @@ class StartupGate:
     HOLD_LIMIT = 60.0
 
     def __init__(self, *, first_rounds: int, setups: int) -> None:
+        # How many accounts the host claims in one go: twice what starts at once, so the next
+        # are ready when slots free up, and few enough to be started well within a lease.
+        self.claim_batch = 2 * max(1, first_rounds)
         self._first_slots = asyncio.Semaphore(max(1, first_rounds))
         self._setup_slots = asyncio.Semaphore(max(1, setups))
         self._first_pending = 0  # first rounds waiting for a slot or running
