@@ -106,6 +106,8 @@ class AccountSync:
         self._started = time.monotonic()  # for the start-up log line: how long each part took
         self._slot_at = 0.0
         self._set_up_later: selectors.Device | None = None  # a new account's deferred setup
+        self._setting_up: asyncio.Task | None = None  # that setup, once its first sync is in
+        self._turn = asyncio.Lock()  # held while a batch is processed: the setup goes between
         self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
         # Since the heartbeat last wrote them: when a sync was last stored, when one last failed.
         self.synced_at: datetime | None = None
@@ -132,7 +134,9 @@ class AccountSync:
             await self._sync()
         finally:
             filler.cancel()
-            await asyncio.gather(filler, return_exceptions=True)
+            if self._setting_up is not None:
+                self._setting_up.cancel()
+            await asyncio.gather(filler, *filter(None, [self._setting_up]), return_exceptions=True)
 
     async def _sync(self) -> None:
         """Long-poll /sync and ingest each batch, pipelined: the next long-poll starts as soon as a
@@ -225,22 +229,25 @@ class AccountSync:
         stopped and every batch it queued is stored."""
         asked_at = time.monotonic()  # when missing keys were last asked for again
         first_round = True  # gaps left by an earlier owner are filled from the first sync on
+        deferred = False  # a new account's setup (and first retry of sealed events) runs aside
         while (fetched := await self._next_fetched(ahead, fetcher)) is not None:
+            await self._turn.acquire()  # released below; an error ends the loop anyway
             keys_arrived = await self.crypto.absorb(fetched.raw, fetched.batch)
             fetched.absorbed.set()
             result = await self._ingest_parts(own_user_id, fetched)
             self.synced_at = timezone.now()  # for the operator, written by the lease renewal
             if first_round:
-                await self._after_first_sync()
+                deferred = self._after_first_sync()
             if result.gaps or first_round:
                 self.gaps.wake.set()
-            if keys_arrived or first_round:
+            if keys_arrived or (first_round and not deferred):
                 await self.crypto.retry_sealed(None if first_round else keys_arrived)
             if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
                 await self.crypto.retry_sealed(None, ask_again=True)
                 asked_at = time.monotonic()
             await self.crypto.export_devices(fetched.raw, force=first_round)
             first_round = False
+            self._turn.release()
 
     @staticmethod
     async def _next_fetched(
@@ -276,33 +283,43 @@ class AccountSync:
             )
         return total
 
-    async def _after_first_sync(self) -> None:
-        """The first sync is stored: give the first-round slot to the next account, then set a
-        new account up (cross-signing, key backup) once no other first round is waiting."""
+    def _after_first_sync(self) -> bool:
+        """The first sync is stored: give the first-round slot to the next account. A new account
+        is set up (cross-signing, key backup, then events left sealed retried) by a task of its
+        own once no other first round is waiting, between two batches: its syncs go on being
+        stored meanwhile. Returns whether that setup is on its way."""
         if self._first_round is not None:
             self._first_round.release()
         stored = time.monotonic()
         device, self._set_up_later = self._set_up_later, None
-        if device is not None:
-            async with self.startup.setup():
-                set_up_at = time.monotonic()
-                await self.crypto.set_up(device)
-            log.info(
-                "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a "
-                "slot); set up %.1f s later (%.1f s of it waiting)",
-                self.lease.account_id,
-                stored - self._started,
-                self._slot_at - self._started,
-                time.monotonic() - stored,
-                set_up_at - stored,
-            )
-        else:
+        if device is None:
             log.info(
                 "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a slot)",
                 self.lease.account_id,
                 stored - self._started,
                 self._slot_at - self._started,
             )
+            return False
+        self._setting_up = asyncio.create_task(
+            self._set_up(device, stored), name=f"setup-{self.lease.account_id}"
+        )
+        return True
+
+    async def _set_up(self, device: selectors.Device, stored: float) -> None:
+        async with self.startup.setup():
+            set_up_at = time.monotonic()
+            async with self._turn:
+                await self.crypto.set_up(device)
+                await self.crypto.retry_sealed(None)  # the backup may hold what we lack
+        log.info(
+            "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a slot); "
+            "set up %.1f s later (%.1f s of it waiting)",
+            self.lease.account_id,
+            stored - self._started,
+            self._slot_at - self._started,
+            time.monotonic() - stored,
+            set_up_at - stored,
+        )
 
     async def _ingest(
         self, own_user_id: str, batch: SyncBatch, *, initial: bool

@@ -245,7 +245,7 @@ SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
 # up at once after their first sync (cross-signing, key backup): the rest wait their turn, so a
 # host claiming hundreds has its first accounts synced in seconds (rooms/sync/startup.py).
 SYNC_FIRST_ROUNDS = int(os.environ.get("SYNC_FIRST_ROUNDS", "32"))
-SYNC_SETUPS = int(os.environ.get("SYNC_SETUPS", "2"))
+SYNC_SETUPS = int(os.environ.get("SYNC_SETUPS", "8"))
 # Events per /messages request when filling a gap a limited sync left (gaps fill to the end).
 GAP_FILL_PAGE = int(os.environ.get("GAP_FILL_PAGE", "100"))
 # Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
