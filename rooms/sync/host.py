@@ -645,6 +645,7 @@ class SyncHost:
             host_id=self.host_id, seconds=self.lease_seconds, on_lost=self._lost_elsewhere
         )
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._joining: set[asyncio.Task] = set()  # accounts' outbox groups being joined
         # Accounts claimed together start a few at a time, first syncs before deferred setup.
         self.startup = StartupGate(
             first_rounds=settings.SYNC_FIRST_ROUNDS, setups=settings.SYNC_SETUPS
@@ -734,7 +735,11 @@ class SyncHost:
         self.keeper.track(account_id, token, crypto.fence, sync.news)
         for loop in (task, outbox_task):
             loop.add_done_callback(partial(self._loop_ended, account_id))
-        await self._listen_for_nudges(account_id)
+        # Joined aside: awaited here, each a Redis round trip, they held up the next claims.
+        await self._ensure_channel()
+        joining = asyncio.create_task(self._listen_for_nudges(account_id))
+        self._joining.add(joining)
+        joining.add_done_callback(self._joining.discard)
         log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
 
     async def _nudge_hosts(self) -> None:
@@ -832,7 +837,12 @@ class SyncHost:
         if self.layer is None:
             return
         await self._ensure_channel()
-        await self.layer.group_add(notify.outbox_group(account_id), self.channel)
+        try:
+            await self.layer.group_add(notify.outbox_group(account_id), self.channel)
+        except Exception:  # Redis away: the idle poll still sends; the heartbeat joins again
+            log.warning("%s could not join account %s's group", self.host_id, account_id)
+
+    GROUPS_AT_ONCE = 50  # below redis-py's pool of 100 connections
 
     async def _rejoin_groups(self) -> None:
         """channels_redis forgets group members after group_expiry, and all of them when Redis
@@ -842,8 +852,11 @@ class SyncHost:
             return
         groups = [notify.HOSTS_GROUP, *(notify.outbox_group(a) for a in self.owned)]
         try:
-            for group in groups:
-                await self.layer.group_add(group, self.channel)
+            # A few dozen at a time: one after the other, a thousand accounts' groups took most
+            # of a heartbeat under load, and claims waited behind them.
+            for start in range(0, len(groups), self.GROUPS_AT_ONCE):
+                chunk = groups[start : start + self.GROUPS_AT_ONCE]
+                await asyncio.gather(*(self.layer.group_add(g, self.channel) for g in chunk))
         except Exception:  # Redis away: the idle poll still sends; try again next heartbeat
             log.warning("%s could not re-join its channel groups", self.host_id, exc_info=True)
 
