@@ -1,6 +1,7 @@
 """Sign in and out. Thin: the form calls the sign-in service, errors come back as form errors."""
 
 from django.contrib.auth import login, logout
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -43,10 +44,14 @@ def _login_page(request: HttpRequest, form: SignInForm, *, status: int, sso_erro
 
 
 def _signed_in(request: HttpRequest, user, target: str) -> HttpResponse:
-    login(request, user, backend="accounts.backends.MatrixPasswordBackend")
-    account = getattr(user, "matrix_account", None)
-    if account is not None:  # the first page then has nothing to write
-        page_session.session_keep(request, account_id=account.pk)
+    # One transaction for what signing in writes here (the session, its sign-in records): one
+    # wait for the database's write lock, not one per small write (session_store.py).
+    with transaction.atomic():
+        login(request, user, backend="accounts.backends.MatrixPasswordBackend")
+        account = getattr(user, "matrix_account", None)
+        if account is not None:  # the first page then has nothing to write
+            page_session.session_keep(request, account_id=account.pk)
+        request.session.save()
     if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
         target = ""
     return redirect(target or "rooms:home")

@@ -100,10 +100,20 @@ def sign_in_timed(browser, base: str, localpart: str, password: str, names: list
     stamps = page.evaluate(
         "() => ['bench-page', 'bench-first', 'bench-all'].map((k) => Number(sessionStorage.getItem(k)))"
     )
+    # Where the time went, from the landing page's navigation entry: the sign-in POST (with its
+    # redirect), then the room list page's request until its first and last byte.
+    parts = page.evaluate(
+        "() => { const n = performance.getEntriesByType('navigation')[0];"
+        " return [n.redirectEnd - n.startTime, n.responseStart - n.requestStart,"
+        " n.responseEnd - n.startTime]; }"
+    )
     page.evaluate("() => document.querySelector('.sidebar-head form').requestSubmit()")
-    page.wait_for_url(base + "/accounts/login/")
+    # The sign-in page, from the sign-out's redirect or from the page's own "signed out" notice
+    # when the websocket's close comes first (then with ?next=).
+    page.wait_for_url(lambda url: url.startswith(base + "/accounts/login/"))
     context.close()
-    return dict(zip(("page", "first", "all"), (stamp - clicked for stamp in stamps), strict=True))
+    timed = dict(zip(("page", "first", "all"), (stamp - clicked for stamp in stamps), strict=True))
+    return timed | dict(zip(("post", "page_server", "page_loaded"), parts, strict=True))
 
 
 def line(label: str, values: list[float]) -> str:
@@ -165,6 +175,12 @@ def main() -> int:
         for key, what in (("page", "room list page shown"), ("first", "first room listed")):
             print(line(f"{label}: {what}", [run[key] for run in runs]))
         print(line(f"{label}: all rooms listed", [run["all"] for run in runs]))
+        for key, what in (
+            ("post", "  sign-in POST + redirect"),
+            ("page_server", "  room list page: request to 1st byte"),
+            ("page_loaded", "  room list page: last byte"),
+        ):
+            print(line(f"{label}: {what}", [run[key] for run in runs]))
     return 0
 
 

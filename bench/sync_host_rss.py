@@ -11,10 +11,13 @@ once every account has committed a sync (or at the deadline, when some have not)
 
 import argparse
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -87,6 +90,33 @@ def milestones(progress: list[tuple[float, int]], count: int) -> str:
     return " / ".join(parts)
 
 
+def host_log_summary(log: Path, started: datetime) -> str:
+    """From the host's log: when it first claimed (its start-up: imports, Django), and how long
+    the accounts' first syncs took after their claim (with the wait for a slot), and how many
+    leases were lost."""
+    claimed_at = None
+    after_claim, waited = [], []
+    lost = 0
+    for line in log.read_text(errors="replace").splitlines():
+        if claimed_at is None and " claimed account " in line:
+            claimed_at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        elif found := re.search(r"first sync stored ([\d.]+) s after its claim \(([\d.]+) s", line):
+            after_claim.append(float(found[1]))
+            waited.append(float(found[2]))
+        elif "lost the lease" in line:
+            lost += 1
+    parts = []
+    if claimed_at is not None:
+        parts.append(f"first claim {(claimed_at - started).total_seconds():.1f} s after start")
+    if after_claim:
+        parts.append(
+            f"first sync after claim p50 {statistics.median(after_claim):.1f} s, max "
+            f"{max(after_claim):.1f} s (slot wait p50 {statistics.median(waited):.1f} s)"
+        )
+    parts.append(f"{lost} leases lost")
+    return "; ".join(parts)
+
+
 def empty_host_rss() -> float:
     """The host process with nothing to sync: Django, nio and aiohttp loaded."""
     host = start_host(1)
@@ -146,6 +176,7 @@ def main() -> int:
                     access_token=session.access_token,
                 )
             print(f"{count} accounts ready; starting the host", file=sys.stderr)
+            started_wall = datetime.now()
             host = start_host(count, services.data_dir / f"host-{count}.log")
             progress: list[tuple[float, int]] = []
             try:
@@ -168,6 +199,10 @@ def main() -> int:
             at_60 = max((n for t, n in progress if t <= 60), default=0)
             results.append(
                 (count, total, (total - empty) / count, milestones(progress, count), at_60)
+            )
+            print(
+                f"{count} accounts: {host_log_summary(services.data_dir / f'host-{count}.log', started_wall)}",
+                file=sys.stderr,
             )
             SyncState.objects.all().delete()
             get_user_model().objects.all().delete()

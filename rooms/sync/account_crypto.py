@@ -1,5 +1,5 @@
 """The crypto side of one owned account: its CryptoDevice opened and set up (cross-signing, key
-backup), each sync absorbed (decryption, withheld keys, verification progress), events our device
+backup; for a new account after its first sync, see startup.py), each sync absorbed (decryption, withheld keys, verification progress), events our device
 could not read retried, and the devices we encrypt for exported for the rooms' indicators.
 
 Only the account's sync host creates one, under the account's lease: the crypto store has one user.
@@ -51,33 +51,51 @@ class AccountCrypto:
         self._members_loaded: dict[str, int] = {}  # room id -> member count we loaded for
         self._key_counts: object = None  # the one-time key counts nio saw last
 
-    async def open(self, device: selectors.Device, lease: LeaseHandle, http) -> None:
+    async def open(
+        self, device: selectors.Device, lease: LeaseHandle, http, *, setup: bool = True
+    ) -> None:
+        """Open the device (its Olm account loaded or made, its device and one-time keys
+        published: what peers need to encrypt to it) and, with `setup`, set it up at once.
+        Without, the caller runs `set_up` later (after the account's first sync, see
+        rooms/sync/startup.py); the device can decrypt and encrypt in between."""
         self.lease = lease
         if self.fence is None:
             self.fence = LeaseFence(lease)
-        crypto = CryptoDevice(
-            homeserver_url=device.homeserver_url,
-            user_id=device.user_id,
-            device_id=device.device_id,
-            access_token=device.access_token,
-            pickle_key=device.pickle_key,
-            records=DatabaseRecords(lease.account_id, device.device_id, self.fence),
-            legacy_store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
-            fence=self.fence,
-        )
+        records = DatabaseRecords(lease.account_id, device.device_id, self.fence)
+        await records.preload()  # one query, off the loop, instead of one per kind on it
         try:
+            crypto = CryptoDevice(
+                homeserver_url=device.homeserver_url,
+                user_id=device.user_id,
+                device_id=device.device_id,
+                access_token=device.access_token,
+                pickle_key=device.pickle_key,
+                records=records,
+                legacy_store_dir=settings.CRYPTO_STORE_DIR / str(lease.account_id),
+                fence=self.fence,
+            )
             await crypto.open(http)
         except CryptoUnavailable as error:
             self.unavailable = error.message
             log.error("encryption unavailable for %s: %s", device.user_id, error.message)
         else:
+            records.preload_done()
             self.device = crypto
             self.verifications = VerificationDriver(
                 lease, crypto, on_own_device_verified=self.own_device_verified
             )
-            keys = await self._cross_sign(device)
-            await self._use_key_backup(device, keys)
+            if setup:
+                await self.set_up(device)
         self.ready.set()
+
+    async def set_up(self, device: selectors.Device) -> None:
+        """Cross-sign our device and put the key backup to use (both made when the account has
+        none). Until then nothing is backed up or restored from the backup: the backup, once in
+        use, uploads every room key the device holds, and events left sealed are retried."""
+        if self.device is None:
+            return
+        keys = await self._cross_sign(device)
+        await self._use_key_backup(device, keys)
 
     async def own_device_verified(self, device_id: str) -> None:
         """Another device of the person's was verified with emoji: vouch for it with our

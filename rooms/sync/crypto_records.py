@@ -10,6 +10,7 @@ nio calls its store synchronously from the event loop, so each call runs on a th
 one thread means one connection per host process, whatever the number of accounts.
 """
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,18 +33,41 @@ class DatabaseRecords:
         self.account_id = account_id
         self.device_id = device_id
         self.fence = fence
+        # Every record of the device, read in one query before the store is opened (opening reads
+        # every kind, each read holding up the host's loop): kind -> key -> value. Dropped at the
+        # first write and once the device is open, so no read ever sees a stale value.
+        self._preloaded: dict[str, dict[str, str]] | None = None
 
     def _rows(self):
         return CryptoStoreRecord.objects.filter(
             account_id=self.account_id, device_id=self.device_id
         )
 
+    async def preload(self) -> None:
+        """Read the device's records in one query, off the event loop (see `_preloaded`)."""
+
+        def read() -> dict[str, dict[str, str]]:
+            found: dict[str, dict[str, str]] = {}
+            for kind, key, value in self._rows().values_list("kind", "key", "value"):
+                found.setdefault(kind, {})[key] = value
+            return found
+
+        loop = asyncio.get_running_loop()
+        self._preloaded = await loop.run_in_executor(_STORE_THREAD, run_on_own_connection, read)
+
+    def preload_done(self) -> None:
+        self._preloaded = None
+
     def load(self, kind: str) -> dict[str, str]:
+        if self._preloaded is not None:
+            return dict(self._preloaded.get(kind, {}))
         return _on_store_thread(
             lambda: dict(self._rows().filter(kind=kind).values_list("key", "value"))
         )
 
     def get(self, kind: str, key: str) -> str | None:
+        if self._preloaded is not None:
+            return self._preloaded.get(kind, {}).get(key)
         return _on_store_thread(
             lambda: self._rows().filter(kind=kind, key=key).values_list("value", flat=True).first()
         )
@@ -51,6 +75,7 @@ class DatabaseRecords:
     def write(
         self, put: list[tuple[str, str, str]], delete: list[tuple[str, str]] | None = None
     ) -> None:
+        self._preloaded = None
         if self.fence is not None:
             self.fence.check()  # no I/O: a host frozen past its lease stops here
         _on_store_thread(lambda: self._write(put, delete or []))

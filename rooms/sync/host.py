@@ -45,9 +45,11 @@ from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, SyncBatch, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
 from rooms.sync.fence import LeaseFence, lease_db, run_on_own_connection
+from rooms.sync.first_sync import first_sync_parts
 from rooms.sync.gap_filler import GapFiller
 from rooms.sync.lease_keeper import LeaseKeeper
 from rooms.sync.leases import LeaseLost
+from rooms.sync.startup import FirstRound, StartupGate, unbounded
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +96,18 @@ class AccountSync:
         lease: LeaseHandle,
         http: aiohttp.ClientSession,
         crypto: AccountCrypto | None = None,
+        startup: StartupGate | None = None,
     ) -> None:
         self.lease = lease
         self.http = http
         self.crypto = crypto or AccountCrypto(LeaseFence(lease))
+        self.startup = startup or unbounded()  # the host's: a few first rounds at a time
+        self._first_round: FirstRound | None = None  # held until the first sync is stored
+        self._started = time.monotonic()  # for the start-up log line: how long each part took
+        self._slot_at = 0.0
+        self._set_up_later: selectors.Device | None = None  # a new account's deferred setup
+        self._setting_up: asyncio.Task | None = None  # that setup, once its first sync is in
+        self._turn = asyncio.Lock()  # held while a batch is processed: the setup goes between
         self.gaps = GapFiller(lease, http, self.crypto, backoff_delay)
         # Since the heartbeat last wrote them: when a sync was last stored, when one last failed.
         self.synced_at: datetime | None = None
@@ -124,7 +134,9 @@ class AccountSync:
             await self._sync()
         finally:
             filler.cancel()
-            await asyncio.gather(filler, return_exceptions=True)
+            if self._setting_up is not None:
+                self._setting_up.cancel()
+            await asyncio.gather(filler, *filter(None, [self._setting_up]), return_exceptions=True)
 
     async def _sync(self) -> None:
         """Long-poll /sync and ingest each batch, pipelined: the next long-poll starts as soon as a
@@ -133,21 +145,31 @@ class AccountSync:
         still ingested one by one in the order they came, each committed with its own next_batch
         under the lease, so a crash resumes from the last batch that was stored; a batch whose
         ingest fails transiently is retried, never skipped (see docs/decisions.md)."""
-        device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
-        since = await sync_to_async(services.sync_state_next_batch)(
-            account_id=self.lease.account_id
-        )
-        if not self.crypto.ready.is_set():
-            await self.crypto.open(device, self.lease, self.http)
-        ahead: asyncio.Queue[_Fetched] = asyncio.Queue(maxsize=self.FETCH_AHEAD)
-        fetcher = asyncio.create_task(
-            self._fetch(device, since, ahead), name=f"fetch-{self.lease.account_id}"
-        )
+        self._first_round = slot = await self.startup.first_round()
+        self._slot_at = time.monotonic()
         try:
-            await self._process(device.user_id, ahead, fetcher)
+            device = await sync_to_async(selectors.account_device)(account_id=self.lease.account_id)
+            since = await sync_to_async(services.sync_state_next_batch)(
+                account_id=self.lease.account_id
+            )
+            if not self.crypto.ready.is_set():
+                # A new account syncs first and is set up after (startup.py): its keys are
+                # published by open(), which is what peers need to encrypt to it.
+                await self.crypto.open(device, self.lease, self.http, setup=bool(since))
+                self._set_up_later = None if since else device
+            if since:
+                slot.release()  # its first /sync is a long-poll: not worth a slot
+            ahead: asyncio.Queue[_Fetched] = asyncio.Queue(maxsize=self.FETCH_AHEAD)
+            fetcher = asyncio.create_task(
+                self._fetch(device, since, ahead), name=f"fetch-{self.lease.account_id}"
+            )
+            try:
+                await self._process(device.user_id, ahead, fetcher)
+            finally:
+                fetcher.cancel()
+                await asyncio.gather(fetcher, return_exceptions=True)
         finally:
-            fetcher.cancel()
-            await asyncio.gather(fetcher, return_exceptions=True)
+            slot.release()
 
     # Batches fetched but not yet taken up by _process: with one more long-poll in flight, at
     # most this many plus two batches of an account are in memory.
@@ -207,20 +229,25 @@ class AccountSync:
         stopped and every batch it queued is stored."""
         asked_at = time.monotonic()  # when missing keys were last asked for again
         first_round = True  # gaps left by an earlier owner are filled from the first sync on
+        deferred = False  # a new account's setup (and first retry of sealed events) runs aside
         while (fetched := await self._next_fetched(ahead, fetcher)) is not None:
+            await self._turn.acquire()  # released below; an error ends the loop anyway
             keys_arrived = await self.crypto.absorb(fetched.raw, fetched.batch)
             fetched.absorbed.set()
-            result = await self._ingest(own_user_id, fetched)
+            result = await self._ingest_parts(own_user_id, fetched)
             self.synced_at = timezone.now()  # for the operator, written by the lease renewal
+            if first_round:
+                deferred = self._after_first_sync()
             if result.gaps or first_round:
                 self.gaps.wake.set()
-            if keys_arrived or first_round:
+            if keys_arrived or (first_round and not deferred):
                 await self.crypto.retry_sealed(None if first_round else keys_arrived)
             if time.monotonic() - asked_at > settings.KEY_REQUEST_RETRY_SECONDS:
                 await self.crypto.retry_sealed(None, ask_again=True)
                 asked_at = time.monotonic()
             await self.crypto.export_devices(fetched.raw, force=first_round)
             first_round = False
+            self._turn.release()
 
     @staticmethod
     async def _next_fetched(
@@ -241,7 +268,62 @@ class AccountSync:
         fetcher.result()  # raises what stopped it
         return None
 
-    async def _ingest(self, own_user_id: str, fetched: "_Fetched") -> services.IngestResult:
+    async def _ingest_parts(self, own_user_id: str, fetched: "_Fetched") -> services.IngestResult:
+        """Store a batch; an account's first sync in parts, each committed and pushed on its own
+        so the room list fills in as it is stored (first_sync.py)."""
+        if fetched.since:
+            return await self._ingest(own_user_id, fetched.batch, initial=False)
+        total = services.IngestResult(new_events=0, rooms_changed=0, gaps=0)
+        for part in first_sync_parts(fetched.batch):
+            result = await self._ingest(own_user_id, part, initial=True)
+            total = services.IngestResult(
+                new_events=total.new_events + result.new_events,
+                rooms_changed=total.rooms_changed + result.rooms_changed,
+                gaps=total.gaps + result.gaps,
+            )
+        return total
+
+    def _after_first_sync(self) -> bool:
+        """The first sync is stored: give the first-round slot to the next account. A new account
+        is set up (cross-signing, key backup, then events left sealed retried) by a task of its
+        own once no other first round is waiting, between two batches: its syncs go on being
+        stored meanwhile. Returns whether that setup is on its way."""
+        if self._first_round is not None:
+            self._first_round.release()
+        stored = time.monotonic()
+        device, self._set_up_later = self._set_up_later, None
+        if device is None:
+            log.info(
+                "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a slot)",
+                self.lease.account_id,
+                stored - self._started,
+                self._slot_at - self._started,
+            )
+            return False
+        self._setting_up = asyncio.create_task(
+            self._set_up(device, stored), name=f"setup-{self.lease.account_id}"
+        )
+        return True
+
+    async def _set_up(self, device: selectors.Device, stored: float) -> None:
+        async with self.startup.setup():
+            set_up_at = time.monotonic()
+            async with self._turn:
+                await self.crypto.set_up(device)
+                await self.crypto.retry_sealed(None)  # the backup may hold what we lack
+        log.info(
+            "account %s: first sync stored %.1f s after its claim (%.1f s waiting for a slot); "
+            "set up %.1f s later (%.1f s of it waiting)",
+            self.lease.account_id,
+            stored - self._started,
+            self._slot_at - self._started,
+            time.monotonic() - stored,
+            set_up_at - stored,
+        )
+
+    async def _ingest(
+        self, own_user_id: str, batch: SyncBatch, *, initial: bool
+    ) -> services.IngestResult:
         """Store one batch with its next_batch under the lease. A transient database error (the
         database restarting, a lock held too long) is retried with backoff on the same batch: the
         batches after it wait, none is skipped. A lost lease, or any other error (a bug), ends the
@@ -252,8 +334,8 @@ class AccountSync:
                 return await sync_to_async(services.sync_ingest)(
                     lease=self.lease,
                     own_user_id=own_user_id,
-                    batch=fetched.batch,
-                    initial=not fetched.since,
+                    batch=batch,
+                    initial=initial,
                 )
             except (OperationalError, InterfaceError) as error:
                 delay = min(backoff_delay(attempt), self.INGEST_RETRY_CAP)
@@ -563,6 +645,11 @@ class SyncHost:
             host_id=self.host_id, seconds=self.lease_seconds, on_lost=self._lost_elsewhere
         )
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._joining: set[asyncio.Task] = set()  # accounts' outbox groups being joined
+        # Accounts claimed together start a few at a time, first syncs before deferred setup.
+        self.startup = StartupGate(
+            first_rounds=settings.SYNC_FIRST_ROUNDS, setups=settings.SYNC_SETUPS
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
@@ -609,12 +696,17 @@ class SyncHost:
             if wanted <= 0:
                 break
             claimed_at = time.monotonic()
+            # A batch at a time: a claimed lease is renewed only once its account is started,
+            # and starting a thousand takes longer than a lease (startup.py).
+            batch = min(wanted, self.startup.claim_batch)
             tokens = await lease_db(
-                leases.leases_claim, owner=self.host_id, seconds=self.lease_seconds, limit=wanted
+                leases.leases_claim, owner=self.host_id, seconds=self.lease_seconds, limit=batch
             )
             for account_id, token in tokens.items():
                 await self._start(http, account_id, token, claimed_at)
             wanted = 0 if not tokens else wanted - len(tokens)
+            if wanted > 0 and len(tokens) == batch and _round == 2:
+                self.claim_now.set()  # more to claim: the next heartbeat comes at once
         surplus = balance.release_count(owned=len(self.owned), active=view.active, peers=view.peers)
         for account_id in list(self.owned)[len(self.owned) - surplus :]:
             log.info("%s gives account %s to a host with room", self.host_id, account_id)
@@ -635,7 +727,7 @@ class SyncHost:
         """Start the sync and outbox loops of an account we just claimed."""
         lease = LeaseHandle(account_id=account_id, owner=self.host_id, token=token)
         crypto = AccountCrypto(LeaseFence(lease, self.lease_seconds, since=claimed_at))
-        sync = AccountSync(lease, http, crypto)
+        sync = AccountSync(lease, http, crypto, self.startup)
         task = asyncio.create_task(sync.run(), name=f"sync-{account_id}")
         sender = OutboxSender(lease, http, crypto)
         outbox_task = asyncio.create_task(sender.run(), name=f"outbox-{account_id}")
@@ -643,7 +735,11 @@ class SyncHost:
         self.keeper.track(account_id, token, crypto.fence, sync.news)
         for loop in (task, outbox_task):
             loop.add_done_callback(partial(self._loop_ended, account_id))
-        await self._listen_for_nudges(account_id)
+        # Joined aside: awaited here, each a Redis round trip, they held up the next claims.
+        await self._ensure_channel()
+        joining = asyncio.create_task(self._listen_for_nudges(account_id))
+        self._joining.add(joining)
+        joining.add_done_callback(self._joining.discard)
         log.info("%s claimed account %s (token %s)", self.host_id, account_id, token)
 
     async def _nudge_hosts(self) -> None:
@@ -741,7 +837,12 @@ class SyncHost:
         if self.layer is None:
             return
         await self._ensure_channel()
-        await self.layer.group_add(notify.outbox_group(account_id), self.channel)
+        try:
+            await self.layer.group_add(notify.outbox_group(account_id), self.channel)
+        except Exception:  # Redis away: the idle poll still sends; the heartbeat joins again
+            log.warning("%s could not join account %s's group", self.host_id, account_id)
+
+    GROUPS_AT_ONCE = 50  # below redis-py's pool of 100 connections
 
     async def _rejoin_groups(self) -> None:
         """channels_redis forgets group members after group_expiry, and all of them when Redis
@@ -751,8 +852,11 @@ class SyncHost:
             return
         groups = [notify.HOSTS_GROUP, *(notify.outbox_group(a) for a in self.owned)]
         try:
-            for group in groups:
-                await self.layer.group_add(group, self.channel)
+            # A few dozen at a time: one after the other, a thousand accounts' groups took most
+            # of a heartbeat under load, and claims waited behind them.
+            for start in range(0, len(groups), self.GROUPS_AT_ONCE):
+                chunk = groups[start : start + self.GROUPS_AT_ONCE]
+                await asyncio.gather(*(self.layer.group_add(g, self.channel) for g in chunk))
         except Exception:  # Redis away: the idle poll still sends; try again next heartbeat
             log.warning("%s could not re-join its channel groups", self.host_id, exc_info=True)
 

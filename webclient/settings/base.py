@@ -267,6 +267,11 @@ WEBCLIENT_SECRET_KEYS = env_list("WEBCLIENT_SECRET_KEYS")
 SYNC_HOST_CAPACITY = int(os.environ.get("SYNC_HOST_CAPACITY", "500"))
 SYNC_LEASE_SECONDS = float(os.environ.get("SYNC_LEASE_SECONDS", "20"))
 SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
+# Accounts a sync host starts at once (crypto opened, first sync stored), and new accounts it sets
+# up at once after their first sync (cross-signing, key backup): the rest wait their turn, so a
+# host claiming hundreds has its first accounts synced in seconds (rooms/sync/startup.py).
+SYNC_FIRST_ROUNDS = int(os.environ.get("SYNC_FIRST_ROUNDS", "32"))
+SYNC_SETUPS = int(os.environ.get("SYNC_SETUPS", "8"))
 # Events per /messages request when filling a gap a limited sync left (gaps fill to the end).
 GAP_FILL_PAGE = int(os.environ.get("GAP_FILL_PAGE", "100"))
 # Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
@@ -277,6 +282,8 @@ KEY_REQUEST_RETRY_SECONDS = float(os.environ.get("KEY_REQUEST_RETRY_SECONDS", "3
 CRYPTO_STORE_DIR = Path(os.environ.get("WEBCLIENT_CRYPTO_STORE_DIR", DATA_DIR / "crypto")).resolve()
 
 SESSION_COOKIE_HTTPONLY = True
+# Database sessions that skip writing what they just wrote (the sign-in writes its session once).
+SESSION_ENGINE = "accounts.session_store"
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

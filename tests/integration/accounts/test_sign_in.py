@@ -76,3 +76,33 @@ def test_local_person_with_same_name_is_not_taken_over(client, synapse, matrix_u
 def test_home_page_requires_sign_in(client):
     response = client.get("/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_returning_sign_in_writes_in_two_transactions(client, matrix_user_factory):
+    """The device's new token, then everything else signing in writes (the session with its
+    account, the sign-in records) in one transaction: one wait for the database's write lock
+    instead of six, and the session is not written again after the view."""
+    from django.contrib.sessions.models import Session
+    from django.db import connection
+
+    peer = matrix_user_factory()
+    sign_in(client, peer.localpart, peer.password)
+    client.post("/accounts/logout/")
+    transactions: list[object] = []  # the transaction of each write, in order
+
+    def record(execute, sql, params, many, context):
+        if sql.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            outer = connection.atomic_blocks[0] if connection.in_atomic_block else object()
+            if not transactions or transactions[-1] is not outer:
+                transactions.append(outer)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        response = sign_in(client, peer.localpart, peer.password)
+    assert response.status_code == 302
+    assert len(transactions) == 2, transactions
+    session = Session.objects.get(session_key=client.session.session_key)
+    account = MatrixAccount.objects.get(mxid=peer.user_id)
+    assert session.get_decoded()["matrix_account_id"] == account.pk
+    assert client.get("/").status_code == 200  # the session works as ever

@@ -164,3 +164,24 @@ def test_the_keeper_renews_while_the_loop_ticks_and_lets_the_lease_lapse_when_it
         assert lease_claim(account_id=account_id, owner="other-host", seconds=30) == token + 1
     finally:
         keeper.stop()
+
+
+async def test_a_host_claims_a_batch_at_a_time_and_comes_back_for_more(settings):
+    """A claimed lease is renewed once its account is started; a host that claimed a thousand at
+    once lost most of them before it had started them. It claims a few batches per heartbeat
+    and runs the next heartbeat at once while accounts are still free."""
+    settings.SYNC_FIRST_ROUNDS = 2  # batches of 4, three per heartbeat
+    await sync_to_async(make_accounts)(14)
+    host = SyncHost(host_id="batching-host", capacity=100, lease_seconds=30)
+    host.keeper.start()
+    try:
+        await asyncio.wait_for(host.heartbeat(None), timeout=30)
+        assert len(host.owned) == 12
+        assert host.claim_now.is_set()  # two accounts still free: claim again now
+        host.claim_now.clear()
+        await asyncio.wait_for(host.heartbeat(None), timeout=30)
+        assert len(host.owned) == 14
+        assert not host.claim_now.is_set()
+    finally:
+        await host.release_all()
+        await asyncio.to_thread(host.keeper.stop)

@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from django.db import OperationalError, connections
 
 from accounts.matrix import sync_api
+from accounts.models import MatrixAccount
 from rooms import services
 from rooms.models import SyncState, TimelineEntry
 from rooms.sync.host import SyncHost
@@ -45,10 +46,16 @@ async def test_batches_are_ingested_in_fetch_order_and_a_failed_one_is_retried(
     ingesting = threading.Event()
     real_sync_raw = sync_api.sync_raw
 
+    long_poll_started: list[float] = []  # while a /sync is in flight: when it started
+
     async def sync_raw(*args, since: str, **kwargs):
         if ingesting.is_set():
             polled_during_ingest.append(since)
-        raw = await real_sync_raw(*args, since=since, **kwargs)
+        long_poll_started[:] = [time.monotonic()]
+        try:
+            raw = await real_sync_raw(*args, since=since, **kwargs)
+        finally:
+            long_poll_started.clear()
         fetched_with[raw["next_batch"]] = since or ""
         return raw
 
@@ -80,6 +87,19 @@ async def test_batches_are_ingested_in_fetch_order_and_a_failed_one_is_retried(
     running = asyncio.create_task(host.run(stop))
     try:
         assert await wait_for(lambda: SyncState.objects.filter(account=account).exists())
+        # A new account is set up (key backup) after its first sync, and the syncs that brings
+        # (its own device list, key counts) are stored: the steady state is an idle long-poll.
+        assert await wait_for(
+            lambda: (
+                MatrixAccount.objects.filter(pk=account.pk).exclude(key_backup_version="").exists()
+            )
+        )
+
+        def idle() -> bool:
+            started = next(iter(long_poll_started), None)
+            return started is not None and time.monotonic() - started > 1.0
+
+        assert await wait_for(idle)
         for body in MESSAGES:
             await peer.room_send(
                 created.room_id, "m.room.message", {"msgtype": "m.text", "body": body}
