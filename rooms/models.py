@@ -257,6 +257,9 @@ class OutboxMessage(models.Model):
     # An earlier attempt may have reached the homeserver (timeout, dropped connection, 5xx): before
     # sending again, look for its echo, since the homeserver forgets transaction ids after a while.
     maybe_delivered = models.BooleanField(default=False)
+    # "Send later" (rooms/scheduled.py): the sender leaves the row alone until then. The row is the
+    # send from the start, with its transaction id, so a due message is never a second send path.
+    send_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -596,6 +596,7 @@ def outbox_unsettled(*, account: MatrixAccount, room: Room) -> list[OutboxMessag
     return list(
         OutboxMessage.objects.filter(account=account, room=room)
         .exclude(status=OutboxMessage.SENT)
+        .exclude(send_at__gt=datetime.now(UTC))  # still scheduled: the "Scheduled" panel shows it
         .order_by("id")
     )
 
@@ -785,6 +786,7 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
     encrypted = encrypted_room_ids(account_id=account_id)
     rows = list(
         OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
+        .filter(Q(send_at__isnull=True) | Q(send_at__lte=datetime.now(UTC)))  # "Send later"
         .select_related("room")
         .order_by("id")
     )
@@ -805,7 +807,8 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             settings.get(row.room.room_id),
             row.room.room_id in synced,
             row.maybe_delivered,
-            int(row.created_at.timestamp() * 1000),
+            # A scheduled message is queued when it falls due: it cannot have gone before.
+            int(max(row.created_at, row.send_at or row.created_at).timestamp() * 1000),
         )
         for row in rows
     ]
