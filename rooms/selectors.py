@@ -280,6 +280,7 @@ class RoomView:
     security: "RoomSecurity | None" = None
     identity_changes: tuple = ()  # members whose identity changed since pinned (rooms/trust.py)
     can_redact_others: bool = False  # a moderator: the menu offers Delete on others' messages
+    scheduled: tuple = ()  # "Send later" messages still waiting for their time, soonest first
 
     @property
     def last_stream_id(self) -> int:
@@ -592,13 +593,17 @@ def membership_for(*, account: MatrixAccount, room_id: str) -> Membership | None
 
 
 def outbox_unsettled(*, account: MatrixAccount, room: Room) -> list[OutboxMessage]:
-    """Messages still sending or failed, shown after the timeline until their echo arrives."""
+    """Messages still sending or failed, shown after the timeline until their echo arrives (and
+    "Send later" ones not yet due, which room_view sets apart)."""
     return list(
         OutboxMessage.objects.filter(account=account, room=room)
         .exclude(status=OutboxMessage.SENT)
-        .exclude(send_at__gt=datetime.now(UTC))  # still scheduled: the "Scheduled" panel shows it
         .order_by("id")
     )
+
+
+def _still_scheduled(message: OutboxMessage, now: datetime) -> bool:
+    return message.send_at is not None and message.send_at > now
 
 
 def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomView | None:
@@ -612,10 +617,15 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
     items, gaps_below = with_gaps(
         items, account=account, room=membership.room, newest=True, has_older=has_older
     )
+    unsettled, now = outbox_unsettled(account=account, room=membership.room), datetime.now(UTC)
     view = RoomView(
         membership=membership,
         items=items,
-        outbox=outbox_unsettled(account=account, room=membership.room),
+        # One query for both: what is going out, and "Send later" messages not yet due.
+        outbox=[m for m in unsettled if not _still_scheduled(m, now)],
+        scheduled=tuple(
+            sorted((m for m in unsettled if _still_scheduled(m, now)), key=lambda m: m.send_at)
+        ),
         has_older=has_older,
         gaps_below=tuple(gaps_below),
         # A space's rooms: the homeserver shows its hierarchy to people invited to it too.

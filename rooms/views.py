@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import page_session
 from accounts.matrix.errors import MatrixError
-from rooms import devices, identities, media, outbox, scheduled, selectors, services, trust
+from rooms import devices, identities, media, outbox, selectors, services, trust
 from rooms.models import OutboxMessage
 
 # The composer's picker: the faces and symbols a team reaches for most.
@@ -100,7 +100,6 @@ def room_detail(request: HttpRequest, room_id: str) -> HttpResponse:
         room=view,
         emoji_choices=EMOJI_CHOICES,
         current_room_id=room_id,
-        scheduled=scheduled.scheduled_in_room(account_id=account.pk, room=view.membership.room),
     )
 
 
