@@ -554,3 +554,21 @@ class PinnedIdentity(models.Model):
     @property
     def changed(self) -> bool:
         return self.pinned_master_key != self.seen_master_key
+
+
+class Reminder(models.Model):
+    """ "Remind me about this message" (rooms/reminders.py): shown once on the person's open pages
+    at its time, by the sync host that holds the account's lease."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="reminders")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="reminders")
+    event_id = models.CharField(max_length=255)
+    remind_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "delivered_at", "remind_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} at {self.remind_at}"

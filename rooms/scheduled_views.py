@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
-from rooms import scheduled
+from rooms import reminders, scheduled
 from rooms.views import _joined_or_404
 
 
@@ -89,3 +89,24 @@ def cancel(request: HttpRequest, room_id: str, txn_id: str) -> HttpResponse:
     except scheduled.ScheduleRejected as error:
         return _panel(request, account, membership, error=str(error))
     return _panel(request, account, membership)
+
+
+@login_required
+@require_POST
+def remind(request: HttpRequest, room_id: str) -> HttpResponse:
+    """ "Remind me about this message": the answer is the line under the menu's form."""
+    account, membership = _joined_or_404(request, room_id)
+    try:
+        remind_at = scheduled.parse_send_at(
+            request.POST.get("send_at", ""), request.POST.get("tz_offset", "")
+        )
+        reminders.reminder_set(
+            account_id=account.pk,
+            room=membership.room,
+            event_id=request.POST.get("event_id", ""),
+            remind_at=remind_at,
+        )
+    except scheduled.ScheduleRejected as error:
+        return HttpResponse(f'<span class="error">{escape(str(error))}</span>')
+    when = remind_at.isoformat()
+    return HttpResponse(f'Reminder set for <time datetime="{when}" data-local>{when}</time>.')

@@ -29,6 +29,7 @@ urlpatterns = [
     path("rooms/<str:room_id>/outbox/<str:txn_id>/retry/", views.outbox_retry, name="retry"),
     path("rooms/<str:room_id>/read/", views.room_read, name="read"),
     path("rooms/<str:room_id>/scheduled/", scheduled_views.panel, name="scheduled"),
+    path("rooms/<str:room_id>/remind/", scheduled_views.remind, name="remind"),
     path("rooms/<str:room_id>/scheduled/new/", scheduled_views.schedule, name="schedule"),
     path(
         "rooms/<str:room_id>/scheduled/<str:txn_id>/edit/",

@@ -813,3 +813,34 @@
     });
   }, 5000);
 })();
+
+// Reminders (templates/rooms/scheduled.html#reminder-notices): a notice pushed into
+// #reminder-notices also raises a browser notification when the person allowed them (asked the
+// first time they set a reminder: a click, as browsers require). Dismiss removes the notice.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt.hasAttribute("data-remind")) return;
+    if ("Notification" in window && Notification.permission === "default") {
+      Notification.requestPermission().catch(() => {});
+    }
+  });
+  function announce(notice) {
+    if (notice.dataset.announced || !("Notification" in window)) return;
+    notice.dataset.announced = "1";
+    if (Notification.permission === "granted") {
+      try { new Notification(notice.dataset.notify || "Reminder"); } catch (error) { /* page only */ }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const box = document.getElementById("reminder-notices");
+    if (!box) return;
+    new MutationObserver(() => {
+      box.querySelectorAll(".reminder-notice[data-notify]").forEach(announce);
+    }).observe(box, { childList: true });
+  });
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-dismiss-notice]");
+    if (button) button.closest(".reminder-notice")?.remove();
+  });
+})();
