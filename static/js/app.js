@@ -765,14 +765,18 @@
     return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate())
       + "T" + pad(date.getHours()) + ":" + pad(date.getMinutes());
   }
+  function within(root, selector) { // htmx:load's element may be the match itself
+    const found = Array.from(root.querySelectorAll(selector));
+    return root.matches && root.matches(selector) ? [root, ...found] : found;
+  }
   function localize(root) {
-    root.querySelectorAll("time[data-local]").forEach((time) => {
+    within(root, "time[data-local]").forEach((time) => {
       const date = new Date(time.getAttribute("datetime"));
       if (!isNaN(date)) {
         time.textContent = date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
       }
     });
-    root.querySelectorAll("input[type=datetime-local][data-utc]").forEach((input) => {
+    within(root, "input[type=datetime-local][data-utc]").forEach((input) => {
       const date = new Date(input.dataset.utc);
       if (!isNaN(date) && !input.value) input.value = localValue(date);
     });

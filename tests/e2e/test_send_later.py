@@ -88,3 +88,44 @@ def test_schedule_list_cancel_and_edit_from_the_composer(
         assert errors == []
     finally:
         context.close()
+
+
+# Headless Chromium shows no real notifications: record what the page asks for instead (an init
+# script, which the page's Content-Security-Policy does not apply to).
+RECORD_NOTIFICATIONS = """
+window.__notified = [];
+window.Notification = class {
+  constructor(title) { window.__notified.push(title); }
+  static get permission() { return "granted"; }
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+"""
+
+
+def test_remind_me_about_a_message_shows_a_notice_and_a_notification(
+    page, workspace, matrix_user_factory, bob, artifacts
+):
+    page.add_init_script(RECORD_NOTIFICATIONS)
+    alice = matrix_user_factory()
+    room_id = open_shared_room(page, workspace, alice, bob, "Budget")
+    bob.send(room_id, "budget review on Friday")
+    message = page.locator("ol.timeline li.event", has_text="budget review on Friday")
+    message.wait_for()
+    message.hover()
+    message.locator("summary:has-text('Remind me')").click()
+    form = message.locator("form[data-remind]")
+    # The browser's clock is UTC here; the next minute is the earliest a datetime-local can say.
+    due = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    form.locator("input[name=send_at]").fill(due.strftime("%Y-%m-%dT%H:%M"))
+    form.locator("button:has-text('Set reminder')").click()
+    form.locator(".remind-status:has-text('Reminder set for')").wait_for()
+    assert "+00:00" not in form.locator(".remind-status").inner_text()  # shown in local time
+
+    notice = page.locator(".reminder-notice", has_text="budget review on Friday")
+    notice.wait_for(timeout=150_000)
+    assert datetime.now(UTC) >= due, "reminded before its time"
+    assert page.evaluate("window.__notified") == ["Reminder: budget review on Friday"]
+    page.screenshot(path=artifacts / "reminder.png")
+    notice.locator("button:has-text('Dismiss')").click()
+    notice.wait_for(state="detached")
+    assert page.errors == []
