@@ -257,6 +257,9 @@ class OutboxMessage(models.Model):
     # An earlier attempt may have reached the homeserver (timeout, dropped connection, 5xx): before
     # sending again, look for its echo, since the homeserver forgets transaction ids after a while.
     maybe_delivered = models.BooleanField(default=False)
+    # "Send later" (rooms/scheduled.py): the sender leaves the row alone until then. The row is the
+    # send from the start, with its transaction id, so a due message is never a second send path.
+    send_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -601,3 +604,21 @@ class SearchIndexState(models.Model):
 
     def __str__(self) -> str:
         return f"search index at {self.high_water} ({len(self.holes)} holes)"
+
+
+class Reminder(models.Model):
+    """ "Remind me about this message" (rooms/reminders.py): shown once on the person's open pages
+    at its time, by the sync host that holds the account's lease."""
+
+    account = models.ForeignKey(MatrixAccount, on_delete=models.CASCADE, related_name="reminders")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="reminders")
+    event_id = models.CharField(max_length=255)
+    remind_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "delivered_at", "remind_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} at {self.remind_at}"

@@ -33,6 +33,11 @@ def _push_html(account_id: int, html: str) -> None:
     _group_send(account_group(account_id), {"type": "live.hint", "html": html})
 
 
+def push_html(*, account_id: int, html: str) -> None:
+    """Push ready-made out-of-band HTML to the account's open pages (a reminder's notice)."""
+    _push_html(account_id, html)
+
+
 def room_list_changed(*, account_id: int) -> None:
     """Ask the account's open pages to reload their room list fragment."""
     if not open_pages.any_open(account_id):

@@ -48,7 +48,8 @@ def outbox_record_attempt(
         else:
             message.error = error[:2000]
             message.maybe_delivered = message.maybe_delivered or maybe_delivered
-            if permanent or timezone.now() - message.created_at > GIVE_UP_AFTER:
+            queued_at = max(message.created_at, message.send_at or message.created_at)
+            if permanent or timezone.now() - queued_at > GIVE_UP_AFTER:
                 message.status = OutboxMessage.FAILED
         message.save(
             update_fields=[

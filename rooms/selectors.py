@@ -291,6 +291,7 @@ class RoomView:
     security: "RoomSecurity | None" = None
     identity_changes: tuple = ()  # members whose identity changed since pinned (rooms/trust.py)
     can_redact_others: bool = False  # a moderator: the menu offers Delete on others' messages
+    scheduled: tuple = ()  # "Send later" messages still waiting for their time, soonest first
 
     @property
     def last_stream_id(self) -> int:
@@ -603,12 +604,17 @@ def membership_for(*, account: MatrixAccount, room_id: str) -> Membership | None
 
 
 def outbox_unsettled(*, account: MatrixAccount, room: Room) -> list[OutboxMessage]:
-    """Messages still sending or failed, shown after the timeline until their echo arrives."""
+    """Messages still sending or failed, shown after the timeline until their echo arrives (and
+    "Send later" ones not yet due, which room_view sets apart)."""
     return list(
         OutboxMessage.objects.filter(account=account, room=room)
         .exclude(status=OutboxMessage.SENT)
         .order_by("id")
     )
+
+
+def _still_scheduled(message: OutboxMessage, now: datetime) -> bool:
+    return message.send_at is not None and message.send_at > now
 
 
 def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomView | None:
@@ -622,10 +628,15 @@ def room_view(*, account: MatrixAccount, room_id: str, limit: int = 50) -> RoomV
     items, gaps_below = with_gaps(
         items, account=account, room=membership.room, newest=True, has_older=has_older
     )
+    unsettled, now = outbox_unsettled(account=account, room=membership.room), datetime.now(UTC)
     view = RoomView(
         membership=membership,
         items=items,
-        outbox=outbox_unsettled(account=account, room=membership.room),
+        # One query for both: what is going out, and "Send later" messages not yet due.
+        outbox=[m for m in unsettled if not _still_scheduled(m, now)],
+        scheduled=tuple(
+            sorted((m for m in unsettled if _still_scheduled(m, now)), key=lambda m: m.send_at)
+        ),
         has_older=has_older,
         gaps_below=tuple(gaps_below),
         # A space's rooms: the homeserver shows its hierarchy to people invited to it too.
@@ -796,6 +807,7 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
     encrypted = encrypted_room_ids(account_id=account_id)
     rows = list(
         OutboxMessage.objects.filter(account_id=account_id, status=OutboxMessage.PENDING)
+        .filter(Q(send_at__isnull=True) | Q(send_at__lte=datetime.now(UTC)))  # "Send later"
         .select_related("room")
         .order_by("id")
     )
@@ -816,7 +828,8 @@ def outbox_pending(*, account_id: int) -> list[PendingSend]:
             settings.get(row.room.room_id),
             row.room.room_id in synced,
             row.maybe_delivered,
-            int(row.created_at.timestamp() * 1000),
+            # A scheduled message is queued when it falls due: it cannot have gone before.
+            int(max(row.created_at, row.send_at or row.created_at).timestamp() * 1000),
         )
         for row in rows
     ]

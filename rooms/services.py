@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -662,10 +663,21 @@ def _text_content(text: str) -> dict:
     return content
 
 
+def text_content(text: str) -> dict:
+    """A text message's content as the composer would send it ("Send later" builds it too)."""
+    return _text_content(check_message_body(text))
+
+
 def _queue(
-    *, account_id: int, room: Room, content: dict, event_type: str = "m.room.message"
+    *,
+    account_id: int,
+    room: Room,
+    content: dict,
+    event_type: str = "m.room.message",
+    send_at: datetime | None = None,
 ) -> OutboxMessage:
-    """An outbox row with a fresh transaction id; the owning sync host is nudged after commit."""
+    """An outbox row with a fresh transaction id; the owning sync host is nudged after commit
+    (for a scheduled row too: its sender then knows when to wake)."""
     with transaction.atomic():
         message = OutboxMessage.objects.create(
             account_id=account_id,
@@ -673,15 +685,18 @@ def _queue(
             txn_id=f"wc{uuid.uuid4().hex}",
             event_type=event_type,
             content=content,
+            send_at=send_at,
         )
         txn_id = message.txn_id
         transaction.on_commit(lambda: notify.outbox_nudge(account_id=account_id, txn_id=txn_id))
     return message
 
 
-def queue_content(*, account_id: int, room: Room, content: dict) -> OutboxMessage:
-    """Queue a message whose content another service built (an uploaded file, say)."""
-    return _queue(account_id=account_id, room=room, content=content)
+def queue_content(
+    *, account_id: int, room: Room, content: dict, send_at: datetime | None = None
+) -> OutboxMessage:
+    """Queue a message whose content another service built (an uploaded file, a scheduled one)."""
+    return _queue(account_id=account_id, room=room, content=content, send_at=send_at)
 
 
 def message_send(

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import notification_views, search_views, views
+from rooms import notification_views, scheduled_views, search_views, views
 
 app_name = "rooms"
 urlpatterns = [
@@ -40,6 +40,19 @@ urlpatterns = [
     path("rooms/<str:room_id>/send/", views.room_send, name="send"),
     path("rooms/<str:room_id>/outbox/<str:txn_id>/retry/", views.outbox_retry, name="retry"),
     path("rooms/<str:room_id>/read/", views.room_read, name="read"),
+    path("rooms/<str:room_id>/scheduled/", scheduled_views.panel, name="scheduled"),
+    path("rooms/<str:room_id>/remind/", scheduled_views.remind, name="remind"),
+    path("rooms/<str:room_id>/scheduled/new/", scheduled_views.schedule, name="schedule"),
+    path(
+        "rooms/<str:room_id>/scheduled/<str:txn_id>/edit/",
+        scheduled_views.edit,
+        name="scheduled_edit",
+    ),
+    path(
+        "rooms/<str:room_id>/scheduled/<str:txn_id>/cancel/",
+        scheduled_views.cancel,
+        name="scheduled_cancel",
+    ),
     path("rooms/<str:room_id>/act/", views.room_act, name="act"),
     path("rooms/<str:room_id>/settings/", views.room_settings, name="settings"),
     path("rooms/<str:room_id>/thread/", views.room_thread, name="thread"),

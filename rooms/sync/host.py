@@ -37,7 +37,7 @@ from accounts.matrix.errors import (
     TokenInvalid,
     is_transient,
 )
-from rooms import notify, outbox, selectors, services, sessions
+from rooms import notify, outbox, reminders, scheduled, selectors, services, sessions
 from rooms.services import LeaseHandle
 from rooms.sessions import SESSION_ENDED
 from rooms.sync import balance, leases
@@ -439,6 +439,16 @@ class OutboxSender:
                     return  # the host drops the account; signing in again brings it back
                 attempt = attempt + 1 if delay else 0
                 due_at = loop.time() + (delay or self.IDLE_SECONDS)
+                # "Send later": wake when the next scheduled message falls due, not after it.
+                # Reminders are due on the same clock, and delivered under the same lease.
+                await send_db(reminders.reminders_deliver_due, lease=self.lease)
+                for next_due in (
+                    scheduled.seconds_until_next_due,
+                    reminders.seconds_until_next_reminder,
+                ):
+                    wait = await send_db(next_due, account_id=self.lease.account_id)
+                    if wait is not None:
+                        due_at = min(due_at, loop.time() + wait + 0.05)
             if self.verify_due:
                 self.verify_due = False
                 if self.crypto is not None and self.crypto.verifications is not None:

@@ -834,3 +834,98 @@
     Notification.requestPermission().then(permissionState);
   });
 })();
+
+// "Send later" (templates/rooms/scheduled.html): the time picked is the person's own; the server
+// gets it with the browser's offset for that date (so a summer date keeps summer time). Times the
+// server rendered in UTC are shown in local time, a scheduled message leaves the panel once due
+// (its echo comes into the timeline), and a successful schedule empties the composer.
+(function () {
+  "use strict";
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function localValue(date) {
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate())
+      + "T" + pad(date.getHours()) + ":" + pad(date.getMinutes());
+  }
+  function within(root, selector) { // htmx:load's element may be the match itself
+    const found = Array.from(root.querySelectorAll(selector));
+    return root.matches && root.matches(selector) ? [root, ...found] : found;
+  }
+  function localize(root) {
+    within(root, "time[data-local]").forEach((time) => {
+      const date = new Date(time.getAttribute("datetime"));
+      if (!isNaN(date)) {
+        time.textContent = date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+      }
+    });
+    within(root, "input[type=datetime-local][data-utc]").forEach((input) => {
+      const date = new Date(input.dataset.utc);
+      if (!isNaN(date) && !input.value) input.value = localValue(date);
+    });
+    root.querySelectorAll("input#send-later-at").forEach((input) => {
+      input.min = localValue(new Date());
+    });
+  }
+  document.addEventListener("htmx:load", (event) => localize(event.detail.elt));
+  document.addEventListener("DOMContentLoaded", () => localize(document));
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt.hasAttribute("data-send-later")) return;
+    const value = event.detail.parameters["send_at"];
+    const date = value ? new Date(value) : null;
+    event.detail.parameters["tz_offset"] = String(
+      date && !isNaN(date) ? date.getTimezoneOffset() : new Date().getTimezoneOffset());
+  });
+  document.addEventListener("scheduled", (event) => {
+    const form = event.target.closest("form");
+    const box = form && form.querySelector("textarea[name=body]");
+    if (box) box.value = "";
+    const details = event.target.closest("details.send-later");
+    if (details) {
+      details.open = false;
+      const input = details.querySelector("input[name=send_at]");
+      if (input) input.value = "";
+    }
+  });
+  setInterval(() => {
+    document.querySelectorAll(".scheduled-item[data-due]").forEach((item) => {
+      if (Date.parse(item.dataset.due) <= Date.now()) {
+        const list = item.parentElement;
+        item.remove();
+        if (list && !list.children.length) {
+          list.previousElementSibling?.remove(); // the "Scheduled" heading
+          list.remove();
+        }
+      }
+    });
+  }, 5000);
+})();
+
+// Reminders (templates/rooms/scheduled.html#reminder-notices): a notice pushed into
+// #reminder-notices also raises a browser notification when the person allowed them (asked the
+// first time they set a reminder: a click, as browsers require). Dismiss removes the notice.
+(function () {
+  "use strict";
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt.hasAttribute("data-remind")) return;
+    if ("Notification" in window && Notification.permission === "default") {
+      Notification.requestPermission().catch(() => {});
+    }
+  });
+  function announce(notice) {
+    if (notice.dataset.announced || !("Notification" in window)) return;
+    notice.dataset.announced = "1";
+    if (Notification.permission === "granted") {
+      try { new Notification(notice.dataset.notify || "Reminder"); } catch (error) { /* page only */ }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const box = document.getElementById("reminder-notices");
+    if (!box) return;
+    new MutationObserver(() => {
+      box.querySelectorAll(".reminder-notice[data-notify]").forEach(announce);
+    }).observe(box, { childList: true });
+  });
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-dismiss-notice]");
+    if (button) button.closest(".reminder-notice")?.remove();
+  });
+})();
