@@ -38,9 +38,10 @@ from accounts.matrix.errors import (
     is_transient,
 )
 from rooms import notify, outbox, selectors, services, sessions
+from rooms.ingest_group import IngestItem
 from rooms.services import LeaseHandle
 from rooms.sessions import SESSION_ENDED
-from rooms.sync import balance, leases
+from rooms.sync import balance, ingest_executor, leases
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, SyncBatch, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
@@ -249,11 +250,9 @@ class AccountSync:
         attempt = 0
         while True:
             try:
-                return await sync_to_async(services.sync_ingest)(
-                    lease=self.lease,
-                    own_user_id=own_user_id,
-                    batch=fetched.batch,
-                    initial=not fetched.since,
+                # On the ingest threads, grouped with other accounts' (ingest_executor.py).
+                return await ingest_executor.EXECUTOR.ingest(
+                    IngestItem(self.lease, own_user_id, fetched.batch, initial=not fetched.since)
                 )
             except (OperationalError, InterfaceError) as error:
                 delay = min(backoff_delay(attempt), self.INGEST_RETRY_CAP)
