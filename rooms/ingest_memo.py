@@ -2,9 +2,9 @@
 
 Every account of a room receives the same events and the same state in its own /sync. In one
 transaction, the first account looks them up or writes them; the accounts after it ask this memo
-instead of the database: the room row, the events' primary keys (and which of them this very
-transaction inserted, so nobody can have a timeline row for them yet), the state rows held, the
-accounts' membership rows (read for the whole group in one query), and which accounts have an open
+instead of the database: the room row, the events' primary keys, the state rows held; and what
+is read for the whole group in one query each: the accounts' membership rows, which of the
+events they already hold in their timelines (a replayed sync), and which accounts have an open
 page (one Redis round trip after commit). Per-account rows (timeline entries, memberships, the
 since-token) are still each account's own: the memo shares only what is shared in the database.
 
@@ -18,19 +18,39 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rooms import open_pages
-from rooms.models import Membership, Room
+from rooms.models import Membership, Room, TimelineEntry
 
 
 @dataclass
 class GroupMemo:
     rooms: dict[str, Room] = field(default_factory=dict)  # room_id -> row
     event_pks: dict[str, int] = field(default_factory=dict)  # event_id -> Event pk
-    inserted: set[str] = field(default_factory=set)  # event ids this transaction inserted
     # (room pk, type, state_key) -> (event_id, content) of the RoomState row as it stands now
     state: dict[tuple[int, str, str], tuple[str, dict]] = field(default_factory=dict)
     memberships: dict[tuple[int, str], Membership] = field(default_factory=dict)
     prefetched: tuple[set[int], set[str]] = field(default_factory=lambda: (set(), set()))
     open_pages: dict[int, bool] = field(default_factory=dict)
+    # (account, event_id) timeline rows held before the group began, for the accounts in
+    # `entries_read` (one query for the group instead of one per account)
+    entries: set[tuple[int, str]] = field(default_factory=set)
+    entries_read: set[int] = field(default_factory=set)
+
+    def entries_held(self, account_id: int, event_ids: list[str]) -> set[str] | None:
+        """Which of these events the account already has in its timeline, if the group read
+        it (None: the caller asks the database). Only the account's own sync writes its rows,
+        and a group holds one sync per account, so what was read at the start still holds."""
+        if account_id not in self.entries_read:
+            return None
+        return {event_id for event_id in event_ids if (account_id, event_id) in self.entries}
+
+    def prefetch_entries(self, account_ids: set[int], event_ids: set[str]) -> None:
+        """Read which of these events the accounts already have in their timelines (replays)."""
+        if event_ids:
+            rows = TimelineEntry.objects.filter(
+                account_id__in=account_ids, event__event_id__in=event_ids
+            ).values_list("account_id", "event__event_id")
+            self.entries.update(rows)
+        self.entries_read = set(account_ids)
 
     def membership(self, account_id: int, room: Room) -> Membership | None:
         """The account's membership row of the room, or a new one, if the group read it; None if

@@ -239,8 +239,9 @@ def _store_events(
         clear = {e["event_id"]: e for e in events if e["event_id"] in envelopes}
         _decrypt_in_place(clear, envelopes, skip_account_id=account_id)
     memo = ingest_memo.current()
-    if memo is not None and all(e["event_id"] in memo.inserted for e in events):
-        already = set()  # this transaction stored these events: nobody has a row for them yet
+    held = memo.entries_held(account_id, [e["event_id"] for e in events]) if memo else None
+    if held is not None:  # the group read the rows its accounts held
+        already = {stored[event_id] for event_id in held}
     else:
         already = set(
             TimelineEntry.objects.filter(
@@ -338,7 +339,6 @@ def _events_stored(room: Room, events: list[dict], envelopes: dict[str, dict]) -
     stored.update(inserted)
     if memo is not None:
         memo.event_pks.update(inserted)
-        memo.inserted.update(inserted)
     return stored
 
 

@@ -3,6 +3,7 @@ ingest_executor.py; issue 9's throughput).
 
 - Several accounts' real /sync responses stored in one transaction land exactly as stored one by
   one: each account's own timeline rows and since-token, the shared event once.
+- A replayed group stores nothing twice.
 - The fence holds inside a group: a stale owner's sync is refused for that account only (nothing of
   it written, its since-token unchanged), the others in the group land; the leases are checked
   with one query for the whole group.
@@ -103,6 +104,10 @@ def test_a_group_stores_each_accounts_sync_and_refuses_only_the_stale_owners(
         if '"rooms_syncstate"' in q["sql"] and q["sql"].startswith("UPDATE")
     ]
     assert len(token_writes) == 1, token_writes
+    # Replayed (a crash before the loop learnt of the commit): nothing is stored twice.
+    replayed = sync_ingest_group([items[0], items[2]])
+    assert [r.new_events for r in replayed] == [0, 0]
+    assert rows_of(ours[0], event_id) == rows_of(ours[2], event_id) == 1
 
 
 def test_a_group_that_fails_is_stored_account_by_account(client, matrix_user_factory, monkeypatch):
