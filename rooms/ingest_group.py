@@ -124,6 +124,7 @@ def _together(items: list[IngestItem]) -> list[Outcome]:
                 )
             )
             next_batches[account_id] = item.batch.next_batch
+        memo.flush_saves()
         next_batches_save(next_batches)
     return outcomes
 

@@ -17,8 +17,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from rooms import open_pages
 from rooms.models import Membership, Room, TimelineEntry
+
+DEFERRABLE = {"last_activity_ts", "notification_count", "highlight_count", "read_up_to_ts"}
 
 
 @dataclass
@@ -34,6 +38,25 @@ class GroupMemo:
     # `entries_read` (one query for the group instead of one per account)
     entries: set[tuple[int, str]] = field(default_factory=set)
     entries_read: set[int] = field(default_factory=set)
+    # Membership columns a sync of plain messages changes, saved together at the end of the
+    # group: (column, value) pairs -> the membership rows to set them on.
+    saves: dict[tuple[tuple[str, object], ...], list[int]] = field(default_factory=dict)
+
+    def defer_save(self, membership: Membership, changed: list[str]) -> bool:
+        """Keep the membership's changed columns for one UPDATE with every row that gets the
+        same values (a message reaches a room's accounts with the same timestamp); only columns
+        nothing else in a sync's ingest writes (a leave, the direct flags) are deferred."""
+        if membership.pk is None or not set(changed) <= DEFERRABLE:
+            return False
+        values = tuple(sorted((name, getattr(membership, name)) for name in changed))
+        self.saves.setdefault(values, []).append(membership.pk)
+        return True
+
+    def flush_saves(self) -> None:
+        now = timezone.now()
+        for values, pks in self.saves.items():
+            Membership.objects.filter(pk__in=pks).update(**dict(values), updated_at=now)
+        self.saves.clear()
 
     def entries_held(self, account_id: int, event_ids: list[str]) -> set[str] | None:
         """Which of these events the account already has in its timeline, if the group read

@@ -652,6 +652,12 @@ def _save_changed(membership: Membership, before: dict) -> None:
         membership.save()
         return
     changed = [name for name, value in before.items() if getattr(membership, name) != value]
+    if (
+        changed
+        and (memo := ingest_memo.current()) is not None
+        and memo.defer_save(membership, changed)
+    ):
+        return  # saved with the group's other accounts (rooms/ingest_memo.py)
     if changed:
         membership.save(update_fields=[*changed, "updated_at"])
 

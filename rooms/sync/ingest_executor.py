@@ -32,6 +32,12 @@ from rooms.services import IngestResult
 
 log = logging.getLogger(__name__)
 
+# A group stops growing at this many events (state and timeline) in its syncs: one transaction
+# stays short, so the lease keeper and the outbox never wait long for the database (SQLite has
+# one writer; PostgreSQL holds the group's lease rows locked until it commits). An account's
+# first sync, which may carry whole rooms, counts as full and is stored alone.
+GROUP_EVENTS = 1000
+
 # A thread idle this long gives its connection back (to PostgreSQL's pool, or closes SQLite's).
 IDLE_CLOSE_SECONDS = 5.0
 
@@ -88,15 +94,20 @@ class IngestExecutor:
             taken: list[_Waiting] = []
             accounts: set[int] = set()
             kept: deque[_Waiting] = deque()
+            events = 0
             while self._queue and len(taken) < self.max_group:
                 waiting = self._queue.popleft()
                 if waiting.future.cancelled():
                     continue  # the account was stopped while it waited: store nothing for it
-                if waiting.item.lease.account_id in accounts:
+                size = _size(waiting.item)
+                if waiting.item.lease.account_id in accounts or (
+                    taken and events + size > GROUP_EVENTS
+                ):
                     kept.append(waiting)
                     continue
                 accounts.add(waiting.item.lease.account_id)
                 taken.append(waiting)
+                events += size
             self._queue.extendleft(reversed(kept))
             return taken
 
@@ -118,6 +129,14 @@ class IngestExecutor:
             for waiting, outcome in zip(taken, outcomes, strict=True):
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     waiting.loop.call_soon_threadsafe(_resolve, waiting.future, outcome)
+
+
+def _size(item: IngestItem) -> int:
+    if item.initial:
+        return GROUP_EVENTS
+    batch = item.batch
+    rooms = (*batch.joined, *batch.left)
+    return sum(len(r.timeline) + len(r.state) for r in rooms) + len(batch.invited)
 
 
 def _resolve(future: asyncio.Future, outcome: Outcome) -> None:
