@@ -587,6 +587,7 @@ class SyncHost:
                     await asyncio.gather(self.receiver, return_exceptions=True)
                 await lease_db(leases.host_stopped, host_id=self.host_id)
                 await lease_db(connections.close_all)  # the lease thread's, like asgiref's
+                await asyncio.to_thread(ingest_executor.EXECUTOR.release_connections)
 
     async def heartbeat(self, http: aiohttp.ClientSession) -> None:
         """Renew our leases, drop what we lost or what was deactivated, claim our share of what has

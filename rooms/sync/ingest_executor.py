@@ -64,6 +64,8 @@ class IngestExecutor:
         self._queue: deque[_Waiting] = deque()
         self._ready = threading.Condition()
         self._workers: list[threading.Thread] = []
+        self._release_asked = 0  # release_connections() calls, and the threads that obeyed
+        self._released: dict[str, int] = {}
         self.groups_stored = 0  # for tests and benches: how many groups, how many syncs in them
         self.syncs_stored = 0
 
@@ -85,10 +87,27 @@ class IngestExecutor:
             worker.start()
             self._workers.append(worker)
 
+    def release_connections(self, timeout: float = 10.0) -> None:
+        """Have every idle ingest thread give its database connection back now, and wait until
+        they did (a sync host stopping: nothing of its work should keep the database open)."""
+        with self._ready:
+            self._release_asked += 1
+            asked = self._release_asked
+            self._ready.notify_all()
+            self._ready.wait_for(
+                lambda: all(self._released.get(w.name) == asked for w in self._workers),
+                timeout=timeout,
+            )
+
     def _take(self) -> list[_Waiting]:
         """Wait for work; take what is queued, oldest first, one response per account."""
+        name = threading.current_thread().name
         with self._ready:
             while not self._queue:
+                if self._released.get(name, 0) != self._release_asked:
+                    _give_back_connection()
+                    self._released[name] = self._release_asked
+                    self._ready.notify_all()
                 if not self._ready.wait(timeout=IDLE_CLOSE_SECONDS):
                     _give_back_connection()
             taken: list[_Waiting] = []

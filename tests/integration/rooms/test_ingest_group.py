@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -188,3 +188,5 @@ async def test_ingest_runs_on_its_own_threads_and_groups_what_queued_meanwhile(
     assert groups == [[ours[0].pk], [ours[1].pk, ours[2].pk]], groups
     for account in ours:
         assert await sync_to_async(rows_of)(account, event_id) == 1
+    await asyncio.to_thread(executor.release_connections)
+    await sync_to_async(connections.close_all)()  # asgiref's thread's, before teardown
