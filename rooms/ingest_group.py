@@ -5,12 +5,15 @@ each of those was its own transaction: a lease check, the event looked up, the m
 the timeline row, the since-token, a commit (issue 9: ~1.4 s of database work per message). Here
 the responses that wait for the ingest thread together are stored together:
 
-- one query locks the leases of all of them (the fence: an account whose lease is no longer ours,
-  with our token and unexpired, gets LeaseLost and writes nothing; the others go on);
+- one query finds the leases that are still ours (owner, token, unexpired): an account whose
+  lease is not gets LeaseLost and writes nothing, the others go on;
 - each account's rows are written as before (`services.sync_apply`), its own timeline rows only
   (the isolation rule), helped by what the accounts before it in the group already looked up
   (rooms/ingest_memo.py);
 - one statement stores every since-token;
+- one query locks the leases again, last, as `sync_ingest` does: a takeover waits for our commit,
+  and the lease keeper's renewal never queues behind a whole group (if a lease was lost while
+  the group ran, the group is rolled back and stored account by account, which refuses it);
 - one commit, after which each account's pushes run as before (their open-page checks asked in
   one Redis round trip).
 
@@ -86,7 +89,7 @@ def _alone(item: IngestItem) -> Outcome:
 def _together(items: list[IngestItem]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with ingest_memo.group() as memo, transaction.atomic():
-        held = leases_held(items)
+        held = leases_held(items, lock=False)
         joined = [
             room for item in items if item.lease.account_id in held for room in item.batch.joined
         ]
@@ -126,17 +129,19 @@ def _together(items: list[IngestItem]) -> list[Outcome]:
             next_batches[account_id] = item.batch.next_batch
         memo.flush_saves()
         next_batches_save(next_batches)
+        if leases_held([i for i in items if i.lease.account_id in held], lock=True) != held:
+            raise LeaseLost("a lease was lost while its group was stored")
     return outcomes
 
 
-def leases_held(items: list[IngestItem]) -> set[int]:
-    """Lock the leases of the items that are still ours (owner and token, unexpired), in one
-    query inside the caller's transaction, as lease_check does for one: a takeover waits for our
-    commit, and a stale owner's rows are never written. Returns the accounts held."""
+def leases_held(items: list[IngestItem], *, lock: bool) -> set[int]:
+    """The accounts of the items whose lease is still ours (owner and token, unexpired), in one
+    query; `lock`: and lock those lease rows until the caller's transaction ends, as lease_check
+    does for one."""
     expected = {item.lease.account_id: (item.lease.owner, item.lease.token) for item in items}
+    leases = SyncLease.objects.select_for_update() if lock else SyncLease.objects
     rows = (
-        SyncLease.objects.select_for_update()
-        .filter(
+        leases.filter(
             account_id__in=list(expected),
             owner__in={owner for owner, _ in expected.values()},
             expires_at__gt=timezone.now(),

@@ -66,13 +66,17 @@ class IngestResult:
 def sync_ingest(
     *, lease: LeaseHandle, own_user_id: str, batch: SyncBatch, initial: bool = False
 ) -> IngestResult:
-    """Store one /sync response for one account, atomically with its next_batch."""
+    """Store one /sync response for one account, atomically with its next_batch.
+
+    The fence is checked last, in the same transaction: a stale owner's rows roll back, a
+    takeover still waits for our commit, and the lease row is locked only from the check to the
+    commit, so the lease keeper's renewal of every lease never queues behind a long ingest."""
     with transaction.atomic():
-        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
         result = sync_apply(
             account_id=lease.account_id, own_user_id=own_user_id, batch=batch, initial=initial
         )
         _save_next_batch(lease.account_id, batch.next_batch)
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
     return result
 
 

@@ -95,9 +95,10 @@ def test_a_group_stores_each_accounts_sync_and_refuses_only_the_stale_owners(
     for n in (0, 2):
         assert next_batch_of(ours[n]) == items[n].batch.next_batch
     assert Event.objects.filter(event_id=event_id).count() == 1
-    # One transaction: the leases locked with one query, the since-tokens written with one.
+    # One transaction: the leases read with one query and locked with one at the end, the
+    # since-tokens written with one.
     lease_queries = [q["sql"] for q in queries.captured_queries if '"rooms_synclease"' in q["sql"]]
-    assert len(lease_queries) == 1, lease_queries
+    assert len(lease_queries) == 2, lease_queries
     token_writes = [
         q["sql"]
         for q in queries.captured_queries
