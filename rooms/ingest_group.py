@@ -140,14 +140,11 @@ def leases_held(items: list[IngestItem], *, lock: bool) -> set[int]:
     does for one."""
     expected = {item.lease.account_id: (item.lease.owner, item.lease.token) for item in items}
     leases = SyncLease.objects.select_for_update() if lock else SyncLease.objects
-    rows = (
-        leases.filter(
-            account_id__in=list(expected),
-            owner__in={owner for owner, _ in expected.values()},
-            expires_at__gt=timezone.now(),
-        )
-        .values_list("account_id", "owner", "fencing_token")
-    )
+    rows = leases.filter(
+        account_id__in=list(expected),
+        owner__in={owner for owner, _ in expected.values()},
+        expires_at__gt=timezone.now(),
+    ).values_list("account_id", "owner", "fencing_token")
     return {account_id for account_id, *held in rows if tuple(held) == expected[account_id]}
 
 
