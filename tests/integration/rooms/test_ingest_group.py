@@ -7,6 +7,7 @@ ingest_executor.py; issue 9's throughput).
 - The fence holds inside a group: a stale owner's sync is refused for that account only (nothing of
   it written, its since-token unchanged), the others in the group land; the leases are checked
   with one query for the whole group.
+- The lease keeper's renewal does not wait for a group's open transaction (PostgreSQL).
 - A sync host's ingest does not run on asgiref's shared thread: it completes while that thread is
   blocked, and what queues while the ingest thread is busy is stored in one group.
 """
@@ -29,7 +30,7 @@ from rooms.models import Event, SyncLease, SyncState, TimelineEntry
 from rooms.services import IngestResult
 from rooms.sync import ingest_executor
 from rooms.sync.host import AccountSync, _Fetched
-from rooms.sync.leases import LeaseLost, lease_claim
+from rooms.sync.leases import LeaseLost, lease_claim, leases_renew
 from tests.integration.rooms.helpers import (
     as_user,
     claim_lease,
@@ -191,3 +192,57 @@ async def test_ingest_runs_on_its_own_threads_and_groups_what_queued_meanwhile(
         assert await sync_to_async(rows_of)(account, event_id) == 1
     await asyncio.to_thread(executor.release_connections)
     await sync_to_async(connections.close_all)()  # asgiref's thread's, before teardown
+
+
+def test_the_lease_keeper_renews_while_a_group_is_being_stored(
+    client, matrix_user_factory, monkeypatch
+):
+    """The keeper's renewal (one UPDATE of every lease the host holds) must not wait for an
+    ingest transaction: ingest locks its lease rows only at the end, just before the commit.
+    PostgreSQL only: SQLite has one writer, and every write waits for the open transaction."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has a single writer: row locks do not apply")
+    bob, ours, room_id, since = three_in_a_room(client, matrix_user_factory)
+    send_event(bob, room_id, text("a slow group"))
+    items = [
+        IngestItem(claim_lease(account), account.mxid, fetch_sync(account, since=since[account.pk]))
+        for account in ours
+    ]
+    inside, release = threading.Event(), threading.Event()
+    real_apply = ingest_group.services.sync_apply
+
+    def slow_apply(*, account_id, **kwargs):
+        result = real_apply(account_id=account_id, **kwargs)
+        if account_id == ours[-1].pk:  # every account's rows written, the transaction open
+            inside.set()
+            release.wait(60)
+        return result
+
+    monkeypatch.setattr(ingest_group.services, "sync_apply", slow_apply)
+    outcomes, renewed = [], []
+
+    def on_own_connection(work):
+        def run():
+            try:
+                work()
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    group = on_own_connection(lambda: outcomes.extend(sync_ingest_group(items)))
+    try:
+        assert inside.wait(60), "the group never got to its last account"
+        tokens = {item.lease.account_id: item.lease.token for item in items}
+        keeper = on_own_connection(
+            lambda: renewed.append(leases_renew(owner="test-host", tokens=tokens, seconds=60))
+        )
+        keeper.join(timeout=10)
+        assert not keeper.is_alive(), "the renewal waited for the ingest transaction"
+        assert renewed == [set(tokens)]
+    finally:
+        release.set()
+        group.join(timeout=60)
+    assert [type(o) for o in outcomes] == [IngestResult] * 3
