@@ -176,14 +176,9 @@ async def test_ingest_runs_on_its_own_threads_and_groups_what_queued_meanwhile(
 
     monkeypatch.setattr(ingest_executor, "sync_ingest_group", group)
     try:
-        first = asyncio.ensure_future(
-            syncs[0][0]._ingest(ours[0].mxid, syncs[0][2].batch, initial=False)
-        )
+        first = asyncio.ensure_future(syncs[0][0]._ingest(ours[0].mxid, syncs[0][2]))
         await until(ingest_busy.is_set, "ingest waited for asgiref's busy thread")
-        others = [
-            asyncio.ensure_future(s._ingest(a.mxid, f.batch, initial=False))
-            for s, a, f in syncs[1:]
-        ]
+        others = [asyncio.ensure_future(s._ingest(a.mxid, f)) for s, a, f in syncs[1:]]
         await until(lambda: len(executor._queue) == 2, "the other syncs were not queued")
         ingest_free.set()
         results = await asyncio.wait_for(asyncio.gather(first, *others), timeout=60)
