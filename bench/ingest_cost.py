@@ -2,11 +2,7 @@
 every account ingests the same one-message sync (with the sender's member event, as lazy loading
 may send it), timed in-process. Issue 9: it must grow with the rows written (N), not with N².
 
-    .venv/bin/python -m bench.ingest_cost [--members 20 200] [--rounds 5] [--group 1 50]
-
-`--group`: how many accounts' syncs are stored in one transaction (rooms/ingest_group.py, as a
-busy sync host's ingest threads group them); 1 is one transaction per account. Each size is
-printed on its own line.
+    .venv/bin/python -m bench.ingest_cost [--members 20 200] [--rounds 5]
 """
 
 import argparse
@@ -20,7 +16,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[20, 200])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--group", type=int, nargs="+", default=[1, 50])
     args = parser.parse_args()
     os.environ.setdefault("WEBCLIENT_DATA_DIR", tempfile.mkdtemp(prefix="webclient-ingest-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webclient.settings.embedded")
@@ -36,9 +31,7 @@ def main() -> int:
     from rooms.sync.leases import lease_claim
 
     call_command("migrate", verbosity=0)
-    print(
-        f"{'members':>8} {'group':>6} {'ms per message (all members)':>29} {'ms per account':>15}"
-    )
+    print(f"{'members':>8} {'ms per message (all members)':>29} {'ms per account':>15}")
     for size in args.members:
         room_id = f"!bench-{size}:example.org"
         peer = "@peer:example.org"
@@ -67,50 +60,31 @@ def main() -> int:
                 joined=[JoinedRoomBatch(room_id, state=[name, *joins], joined_count=size + 1)],
             )
             services.sync_ingest(lease=lease, own_user_id=user, batch=batch, initial=True)
-        for group in args.group:
-            best = _rounds(args.rounds, size, group, leases, users, joins, room_id, peer)
-            print(f"{size:>8} {group:>6} {best:>29.1f} {best / size:>15.2f}")
-    return 0
-
-
-def _rounds(rounds, size, group, leases, users, joins, room_id, peer) -> float:
-    """The best of `rounds` messages: ms for all members to ingest one."""
-    from rooms.ingest_group import IngestItem, sync_ingest_group
-    from rooms.sync.batch import JoinedRoomBatch, SyncBatch
-
-    timings = []
-    for r in range(rounds):
-        message = {
-            "type": "m.room.message",
-            "event_id": f"$msg-{size}-{group}-{r}",
-            "sender": peer,
-            "origin_server_ts": 5000 + r,
-            "content": {
-                "msgtype": "m.text",
-                "body": f"news {r}",
-                "format": "org.matrix.custom.html",
-                "formatted_body": f"<b>news</b> {r}",
-            },
-        }
-        items = [
-            IngestItem(
-                lease,
-                user,
-                SyncBatch(
-                    next_batch=f"s{group}-{r + 1}",
+        timings = []
+        for r in range(args.rounds):
+            message = {
+                "type": "m.room.message",
+                "event_id": f"$msg-{size}-{r}",
+                "sender": peer,
+                "origin_server_ts": 5000 + r,
+                "content": {
+                    "msgtype": "m.text",
+                    "body": f"news {r}",
+                    "format": "org.matrix.custom.html",
+                    "formatted_body": f"<b>news</b> {r}",
+                },
+            }
+            started = time.perf_counter()
+            for lease, user in zip(leases, users, strict=True):
+                batch = SyncBatch(
+                    next_batch=f"s{r + 1}",
                     joined=[JoinedRoomBatch(room_id, state=[joins[0]], timeline=[message])],
-                ),
-            )
-            for lease, user in zip(leases, users, strict=True)
-        ]
-        started = time.perf_counter()
-        for start in range(0, len(items), group):
-            outcomes = sync_ingest_group(items[start : start + group])
-            failed = [o for o in outcomes if isinstance(o, Exception)]
-            if failed:
-                raise failed[0]
-        timings.append((time.perf_counter() - started) * 1000)
-    return min(timings)
+                )
+                services.sync_ingest(lease=lease, own_user_id=user, batch=batch)
+            timings.append((time.perf_counter() - started) * 1000)
+        best = min(timings)
+        print(f"{size:>8} {best:>29.1f} {best / size:>15.2f}")
+    return 0
 
 
 def _member(user_id: str, ts: int) -> dict:

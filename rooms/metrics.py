@@ -66,22 +66,18 @@ def ingest_observed[F: Callable](function: F) -> F:
         except Exception:
             INGEST_FAILURES.inc()
             raise
-        INGEST_SECONDS.observe(time.monotonic() - started)
-        ingest_succeeded(kwargs.get("lease"), kwargs.get("batch"))
+        finished = time.monotonic()
+        INGEST_SECONDS.observe(finished - started)
+        lease, batch = kwargs.get("lease"), kwargs.get("batch")
+        host = getattr(lease, "owner", "") or "unknown"
+        received_at = getattr(batch, "received_at", None)
+        if received_at is not None:
+            SYNC_LAG.labels(host=host).observe(max(0.0, finished - received_at))
+        with _last_lock:
+            _last_success[host] = time.time()
         return result
 
     return observed  # type: ignore[return-value]
-
-
-def ingest_succeeded(lease, batch) -> None:
-    """A sync was committed: record the host's sync lag (from the batch's `received_at`) and
-    its last successful sync (the group commit calls it for each account it stored)."""
-    host = getattr(lease, "owner", "") or "unknown"
-    received_at = getattr(batch, "received_at", None)
-    if received_at is not None:
-        SYNC_LAG.labels(host=host).observe(max(0.0, time.monotonic() - received_at))
-    with _last_lock:
-        _last_success[host] = time.time()
 
 
 def host_stopped(host_id: str) -> None:

@@ -111,27 +111,3 @@ def any_open(account_id: int) -> bool:
         return True
     _open_until.pop(account_id, None)
     return False
-
-
-def which_open(account_ids: list[int]) -> dict[int, bool]:
-    """`any_open` for many accounts in one Redis round trip (a group commit's pushes)."""
-    now = time.monotonic()
-    answers = {a: True for a in account_ids if _open_until.get(a, 0.0) > now}
-    asked = [a for a in account_ids if a not in answers]
-    if not asked:
-        return answers
-    try:
-        with _client().pipeline(transaction=False) as pipe:
-            for account_id in asked:
-                pipe.zcount(_key(account_id), time.time(), "+inf")
-            counts = pipe.execute()
-    except redis.RedisError:
-        log.warning("open pages of %d accounts unknown", len(asked), exc_info=True)
-        return {**answers, **dict.fromkeys(asked, True)}
-    for account_id, count in zip(asked, counts, strict=True):
-        answers[account_id] = bool(count)
-        if count:
-            _open_until[account_id] = now + OPEN_CACHE_SECONDS
-        else:
-            _open_until.pop(account_id, None)
-    return answers

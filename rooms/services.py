@@ -16,9 +16,9 @@ from accounts.matrix.errors import MatrixError
 from accounts.models import MatrixAccount
 from rooms import (
     authenticity,
-    ingest_memo,
     media_index,
     notify,
+    open_pages,
     previews,
     read_markers,
     redactions,
@@ -68,62 +68,53 @@ class IngestResult:
 def sync_ingest(
     *, lease: LeaseHandle, own_user_id: str, batch: SyncBatch, initial: bool = False
 ) -> IngestResult:
-    """Store one /sync response for one account, atomically with its next_batch.
-
-    The fence is checked last, in the same transaction: a stale owner's rows roll back, a
-    takeover still waits for our commit, and the lease row is locked only from the check to the
-    commit, so the lease keeper's renewal of every lease never queues behind a long ingest."""
-    with transaction.atomic():
-        result = sync_apply(
-            account_id=lease.account_id, own_user_id=own_user_id, batch=batch, initial=initial
-        )
-        _save_next_batch(lease.account_id, batch.next_batch)
-        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
-    return result
-
-
-def sync_apply(
-    *, account_id: int, own_user_id: str, batch: SyncBatch, initial: bool = False
-) -> IngestResult:
-    """Store one /sync response for one account, all but its next_batch, inside the caller's
-    transaction, whose lease check the caller made (sync_ingest for one account, the group
-    commit in rooms/ingest_group.py for many)."""
+    """Store one /sync response for one account, atomically with its next_batch."""
     new_events = 0
     gaps = 0
-    for joined in batch.joined:
-        # A room's first timeline (just joined) is like an initial sync: older history comes
-        # by scrolling back. Only a room whose timeline we already follow can have a gap.
-        following = joined.limited and _has_timeline(account_id, joined.room_id)
-        new_events += _ingest_joined(account_id, own_user_id, joined, batch.direct_room_ids)
-        if joined.limited and joined.prev_batch:
-            gaps += _record_gap(account_id, joined, initial or not following)
-    for invited in batch.invited:
-        _ingest_invite(account_id, own_user_id, invited, batch.direct_room_ids)
-    for left in batch.left:
-        new_events += _ingest_left(account_id, left)
-    read_moves = [
-        moved
-        for joined in batch.joined
-        for moved in _store_receipts(joined.room_id, joined.receipts)
-    ]
-    if read_moves:
-        transaction.on_commit(
-            lambda: notify.messages_changed(account_id=account_id, event_ids=read_moves)
-        )
-    typing = {
-        joined.room_id: [u for u in joined.typing if u != own_user_id]
-        for joined in batch.joined
-        if joined.typing is not None
-    }
-    if typing:
-        transaction.on_commit(lambda: notify.typing_changed(account_id=account_id, typing=typing))
-    if batch.direct_room_ids is not None:
-        _apply_direct_flags(account_id, batch.direct_room_ids)
-    rooms_changed = len(batch.joined) + len(batch.invited) + len(batch.left)
-    if rooms_changed and not new_events:
-        # New rows are announced with the room-list hint in the same push (notify.
-        # timeline_appended): one hint per sync, never two.
-        transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
+    with transaction.atomic():
+        lease_check(account_id=lease.account_id, owner=lease.owner, token=lease.token)
+        for joined in batch.joined:
+            # A room's first timeline (just joined) is like an initial sync: older history comes
+            # by scrolling back. Only a room whose timeline we already follow can have a gap.
+            following = joined.limited and _has_timeline(lease.account_id, joined.room_id)
+            new_events += _ingest_joined(
+                lease.account_id, own_user_id, joined, batch.direct_room_ids
+            )
+            if joined.limited and joined.prev_batch:
+                gaps += _record_gap(lease.account_id, joined, initial or not following)
+        for invited in batch.invited:
+            _ingest_invite(lease.account_id, own_user_id, invited, batch.direct_room_ids)
+        for left in batch.left:
+            new_events += _ingest_left(lease.account_id, left)
+        read_moves = [
+            moved
+            for joined in batch.joined
+            for moved in _store_receipts(joined.room_id, joined.receipts)
+        ]
+        if read_moves:
+            account_id = lease.account_id
+            transaction.on_commit(
+                lambda: notify.messages_changed(account_id=account_id, event_ids=read_moves)
+            )
+        typing = {
+            joined.room_id: [u for u in joined.typing if u != own_user_id]
+            for joined in batch.joined
+            if joined.typing is not None
+        }
+        if typing:
+            account_id = lease.account_id
+            transaction.on_commit(
+                lambda: notify.typing_changed(account_id=account_id, typing=typing)
+            )
+        if batch.direct_room_ids is not None:
+            _apply_direct_flags(lease.account_id, batch.direct_room_ids)
+        _save_next_batch(lease.account_id, batch.next_batch)
+        rooms_changed = len(batch.joined) + len(batch.invited) + len(batch.left)
+        if rooms_changed and not new_events:
+            # New rows are announced with the room-list hint in the same push (notify.
+            # timeline_appended): one hint per sync, never two.
+            account_id = lease.account_id
+            transaction.on_commit(lambda: notify.room_list_changed(account_id=account_id))
     return IngestResult(new_events=new_events, rooms_changed=rooms_changed, gaps=gaps)
 
 
@@ -171,7 +162,7 @@ def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[
     """Keep each member's latest receipt; return the events whose "seen by" changed."""
     if not receipts:
         return []
-    room = _room(room_id)
+    room = Room.objects.get(room_id=room_id)
     # Receipts are shared by the room's accounts and each of them receives every one: read them
     # in one query, so the accounts after the first, which find them stored, write nothing.
     held = {
@@ -195,17 +186,6 @@ def _store_receipts(room_id: str, receipts: list[tuple[str, str, int]]) -> list[
     return moved
 
 
-def _room(room_id: str) -> Room:
-    """The room's row, created if new (from the group commit's memo when one is running)."""
-    memo = ingest_memo.current()
-    if memo is not None and room_id in memo.rooms:
-        return memo.rooms[room_id]
-    room, _ = Room.objects.get_or_create(room_id=room_id)
-    if memo is not None:
-        memo.rooms[room_id] = room
-    return room
-
-
 def _has_timeline(account_id: int, room_id: str) -> bool:
     return TimelineEntry.objects.filter(account_id=account_id, room__room_id=room_id).exists()
 
@@ -215,7 +195,7 @@ def _record_gap(account_id: int, joined: JoinedRoomBatch, initial: bool) -> int:
     comes by scrolling back), so only later syncs record a gap."""
     if initial:
         return 0
-    room = _room(joined.room_id)
+    room = Room.objects.get(room_id=joined.room_id)
     gap_record(account_id=account_id, room=room, token=joined.prev_batch, timeline=joined.timeline)
     return 1
 
@@ -244,16 +224,11 @@ def _store_events(
         # Stored earlier still encrypted (by another account, or history fetched by a page).
         clear = {e["event_id"]: e for e in events if e["event_id"] in envelopes}
         _decrypt_in_place(clear, envelopes, skip_account_id=account_id)
-    memo = ingest_memo.current()
-    held = memo.entries_held(account_id, [e["event_id"] for e in events]) if memo else None
-    if held is not None:  # the group read the rows its accounts held
-        already = {stored[event_id] for event_id in held}
-    else:
-        already = set(
-            TimelineEntry.objects.filter(
-                account_id=account_id, event_id__in=stored.values()
-            ).values_list("event_id", flat=True)
-        )
+    already = set(
+        TimelineEntry.objects.filter(
+            account_id=account_id, event_id__in=stored.values()
+        ).values_list("event_id", flat=True)
+    )
     new = [e for e in events if stored.get(e["event_id"]) not in already]
     # Who our device can vouch for (origins: where each decrypted event's key came from).
     marks = authenticity.entry_marks(
@@ -288,7 +263,7 @@ def _announce(
     """After commit, push the account's new rows to its open pages. What only the push needs
     (the new rows' ids, which ignore_conflicts left unset, and the messages they touch) is read
     only when a page is open: an account nobody is looking at costs no query here."""
-    if not ingest_memo.any_open(account_id):
+    if not open_pages.any_open(account_id):
         return
     fresh_ids = list(
         TimelineEntry.objects.filter(account_id=account_id, event_id__in=fresh_event_ids)
@@ -307,15 +282,9 @@ def _events_stored(room: Room, events: list[dict], envelopes: dict[str, dict]) -
     """event_id -> Event pk, inserting the events no account here has stored yet. The room's other
     accounts receive the same events: only the first one to ingest an event sanitizes its HTML and
     writes its row; the others find it with one read (no render, no insert)."""
-    memo = ingest_memo.current()
-    known = memo.event_pks if memo is not None else {}
-    stored = {e["event_id"]: known[e["event_id"]] for e in events if e["event_id"] in known}
-    event_ids = [e["event_id"] for e in events if e["event_id"] not in stored]
-    if event_ids:
-        stored.update(Event.objects.filter(event_id__in=event_ids).values_list("event_id", "id"))
+    event_ids = [e["event_id"] for e in events]
+    stored = dict(Event.objects.filter(event_id__in=event_ids).values_list("event_id", "id"))
     missing = [e for e in events if e["event_id"] not in stored]
-    if memo is not None:
-        memo.event_pks.update(stored)
     if not missing:
         return stored
     Event.objects.bulk_create(
@@ -337,14 +306,11 @@ def _events_stored(room: Room, events: list[dict], envelopes: dict[str, dict]) -
         ignore_conflicts=True,  # another host's ingest may have stored one meanwhile
     )
     # ignore_conflicts leaves the new rows without ids: read them back.
-    inserted = dict(
+    stored.update(
         Event.objects.filter(event_id__in=[e["event_id"] for e in missing]).values_list(
             "event_id", "id"
         )
     )
-    stored.update(inserted)
-    if memo is not None:
-        memo.event_pks.update(inserted)
     return stored
 
 
@@ -400,16 +366,9 @@ def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) ->
     (Synapse remembers the last 100 members it sent a device, in memory only), and every
     account after the first receives state the first one wrote. Returns the ids it wrote."""
     events = [event for event in events if "state_key" in event]
-    memo = ingest_memo.current()
-    if memo is not None:  # what an account before this one in the group found or wrote
-        events = [e for e in events if memo.state.get(_state_key(room, e)) != _state_row(e)]
     if not events:
         return set()
     held = _held_state(room, events)
-    if memo is not None:
-        for event in events:
-            if held.get(event["event_id"], _NOTHING) == event.get("content", {}):
-                memo.state[_state_key(room, event)] = _state_row(event)
     events = [e for e in events if held.get(e["event_id"], _NOTHING) != e.get("content", {})]
     for event in events:
         ts = _ts(event)
@@ -421,26 +380,14 @@ def _apply_state(room: Room, events: Iterable[dict], *, replace: bool = True) ->
         }
         key = {"room": room, "event_type": event["type"], "state_key": event["state_key"]}
         if replace and RoomState.objects.filter(**key, origin_server_ts__lte=ts).update(**fields):
-            if memo is not None:
-                memo.state[_state_key(room, event)] = _state_row(event)
             continue
-        row, _ = RoomState.objects.get_or_create(**key, defaults=fields)
-        if memo is not None:
-            memo.state[_state_key(room, event)] = (row.event_id, row.content)
+        RoomState.objects.get_or_create(**key, defaults=fields)
     if events:
         media_index.index_state(room, events)
     return {event["event_id"] for event in events}
 
 
 _NOTHING = object()
-
-
-def _state_key(room: Room, event: dict) -> tuple[int, str, str]:
-    return room.pk, event["type"], event["state_key"]
-
-
-def _state_row(event: dict) -> tuple[str, dict]:
-    return event["event_id"], event.get("content", {})
 
 
 def _held_state(room: Room, events: list[dict]) -> dict[str, dict]:
@@ -464,13 +411,11 @@ def _state_map(room: Room) -> dict[tuple[str, str], dict]:
 def _ingest_joined(
     account_id: int, own_user_id: str, joined: JoinedRoomBatch, direct: set[str] | None
 ) -> int:
-    room = _room(joined.room_id)
+    room, _ = Room.objects.get_or_create(room_id=joined.room_id)
     written = _apply_state(room, joined.state) | _apply_state(room, joined.timeline)
-    membership = memo.membership(account_id, room) if (memo := ingest_memo.current()) else None
-    if membership is None:
-        membership = Membership.objects.filter(
-            account_id=account_id, room=room
-        ).first() or Membership(account_id=account_id, room=room)
+    membership = Membership.objects.filter(account_id=account_id, room=room).first() or Membership(
+        account_id=account_id, room=room
+    )
     new_events = _store_events(
         account_id,
         room,
@@ -617,7 +562,7 @@ def _describe(membership: Membership, own_user_id: str, state: dict, *, counts_k
 def _ingest_invite(
     account_id: int, own_user_id: str, invited: InvitedRoomBatch, direct: set[str] | None
 ) -> None:
-    room = _room(invited.room_id)
+    room, _ = Room.objects.get_or_create(room_id=invited.room_id)
     state = {(e["type"], e["state_key"]): e["content"] for e in invited.stripped_state}
     own = next(
         (
@@ -659,18 +604,12 @@ def _save_changed(membership: Membership, before: dict) -> None:
         membership.save()
         return
     changed = [name for name, value in before.items() if getattr(membership, name) != value]
-    if (
-        changed
-        and (memo := ingest_memo.current()) is not None
-        and memo.defer_save(membership, changed)
-    ):
-        return  # saved with the group's other accounts (rooms/ingest_memo.py)
     if changed:
         membership.save(update_fields=[*changed, "updated_at"])
 
 
 def _ingest_left(account_id: int, left: LeftRoomBatch) -> int:
-    room = _room(left.room_id)
+    room, _ = Room.objects.get_or_create(room_id=left.room_id)
     new_events = _store_events(account_id, room, left.timeline)
     Membership.objects.filter(account_id=account_id, room=room).update(membership=Membership.LEAVE)
     return new_events

@@ -38,10 +38,9 @@ from accounts.matrix.errors import (
     is_transient,
 )
 from rooms import notify, outbox, reminders, scheduled, selectors, services, sessions
-from rooms.ingest_group import IngestItem
 from rooms.services import LeaseHandle
 from rooms.sessions import SESSION_ENDED
-from rooms.sync import balance, ingest_executor, leases
+from rooms.sync import balance, leases
 from rooms.sync.account_crypto import AccountCrypto
 from rooms.sync.batch import MalformedSync, SyncBatch, batch_from_sync_json
 from rooms.sync.decryption import retry_sealed
@@ -332,9 +331,11 @@ class AccountSync:
         attempt = 0
         while True:
             try:
-                # On the ingest threads, grouped with other accounts' (ingest_executor.py).
-                return await ingest_executor.EXECUTOR.ingest(
-                    IngestItem(self.lease, own_user_id, batch, initial=initial)
+                return await sync_to_async(services.sync_ingest)(
+                    lease=self.lease,
+                    own_user_id=own_user_id,
+                    batch=batch,
+                    initial=initial,
                 )
             except (OperationalError, InterfaceError) as error:
                 delay = min(backoff_delay(attempt), self.INGEST_RETRY_CAP)
@@ -684,7 +685,6 @@ class SyncHost:
                     await asyncio.gather(self.receiver, return_exceptions=True)
                 await lease_db(leases.host_stopped, host_id=self.host_id)
                 await lease_db(connections.close_all)  # the lease thread's, like asgiref's
-                await asyncio.to_thread(ingest_executor.EXECUTOR.release_connections)
 
     async def heartbeat(self, http: aiohttp.ClientSession) -> None:
         """Renew our leases, drop what we lost or what was deactivated, claim our share of what has

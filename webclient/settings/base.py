@@ -272,10 +272,6 @@ SYNC_TIMEOUT_MS = int(os.environ.get("SYNC_TIMEOUT_MS", "30000"))
 # host claiming hundreds has its first accounts synced in seconds (rooms/sync/startup.py).
 SYNC_FIRST_ROUNDS = int(os.environ.get("SYNC_FIRST_ROUNDS", "32"))
 SYNC_SETUPS = int(os.environ.get("SYNC_SETUPS", "8"))
-# Ingest threads of a sync host on PostgreSQL (SQLite: one), and how many accounts' /sync
-# responses one of them stores in one transaction at most (rooms/sync/ingest_executor.py).
-SYNC_INGEST_THREADS = int(os.environ.get("SYNC_INGEST_THREADS", "2"))
-SYNC_INGEST_GROUP = int(os.environ.get("SYNC_INGEST_GROUP", "50"))
 # Events per /messages request when filling a gap a limited sync left (gaps fill to the end).
 GAP_FILL_PAGE = int(os.environ.get("GAP_FILL_PAGE", "100"))
 # Each account's Olm/Megolm store (nio's SQLite file, pickles encrypted with the account's pickle
